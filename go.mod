@@ -1,0 +1,3 @@
+module github.com/agenthelm/agenthelm
+
+go 1.26.0

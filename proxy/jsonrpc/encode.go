@@ -1,0 +1,168 @@
+package jsonrpc
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Marshal encodes v as compact JSON without HTML escaping, so that strings
+// such as "<b>" reach the other side as they were written.
+func Marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}
+
+type wireRequest struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id,omitempty"`
+	Method  string          `json:"method"`
+	Params  json.RawMessage `json:"params,omitempty"`
+}
+
+type wireResponse struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Result  json.RawMessage `json:"result,omitempty"`
+	Error   *Error          `json:"error,omitempty"`
+}
+
+// NewRequest builds a request frame. id must be a JSON string or number.
+func NewRequest(id json.RawMessage, method string, params json.RawMessage) *Message {
+	raw, err := Marshal(wireRequest{JSONRPC: "2.0", ID: id, Method: method, Params: params})
+	if err != nil {
+		panic(fmt.Sprintf("jsonrpc: encode request: %v", err)) // only invalid raw JSON can get here
+	}
+	return &Message{Raw: raw, Kind: KindRequest, ID: id, Method: method, Params: params}
+}
+
+// NewNotification builds a notification frame.
+func NewNotification(method string, params json.RawMessage) *Message {
+	raw, err := Marshal(wireRequest{JSONRPC: "2.0", Method: method, Params: params})
+	if err != nil {
+		panic(fmt.Sprintf("jsonrpc: encode notification: %v", err))
+	}
+	return &Message{Raw: raw, Kind: KindNotification, Method: method, Params: params}
+}
+
+// NewResponse builds a success response frame.
+func NewResponse(id json.RawMessage, result json.RawMessage) *Message {
+	if result == nil {
+		result = json.RawMessage("{}")
+	}
+	raw, err := Marshal(wireResponse{JSONRPC: "2.0", ID: id, Result: result})
+	if err != nil {
+		panic(fmt.Sprintf("jsonrpc: encode response: %v", err))
+	}
+	return &Message{Raw: raw, Kind: KindResponse, ID: id, Result: result}
+}
+
+// NewErrorResponse builds an error response frame. A nil id is written as
+// null, as JSON-RPC requires when the request's id could not be read.
+func NewErrorResponse(id json.RawMessage, e *Error) *Message {
+	wid := id
+	if wid == nil {
+		wid = json.RawMessage("null")
+	}
+	raw, err := Marshal(wireResponse{JSONRPC: "2.0", ID: wid, Error: e})
+	if err != nil {
+		panic(fmt.Sprintf("jsonrpc: encode error response: %v", err))
+	}
+	return &Message{Raw: raw, Kind: KindErrorResponse, ID: id, Error: e}
+}
+
+// WithID returns a copy of m whose id is replaced by id. Only the id's bytes
+// change; everything else in the frame stays exactly as it was.
+func WithID(m *Message, id json.RawMessage) (*Message, error) {
+	start, end, err := memberSpan(m.Raw, "id")
+	if err != nil {
+		return nil, err
+	}
+	raw := make([]byte, 0, len(m.Raw)-(end-start)+len(id))
+	raw = append(raw, m.Raw[:start]...)
+	raw = append(raw, id...)
+	raw = append(raw, m.Raw[end:]...)
+	out, perr := Parse(raw)
+	if perr != nil {
+		return nil, perr
+	}
+	return out, nil
+}
+
+// memberSpan finds the byte span of the value of a top-level member of the
+// JSON object in raw.
+func memberSpan(raw []byte, name string) (start, end int, err error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	tok, err := dec.Token()
+	if err != nil {
+		return 0, 0, err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return 0, 0, errors.New("not a JSON object")
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return 0, 0, err
+		}
+		key, _ := tok.(string)
+		var val json.RawMessage
+		if err := dec.Decode(&val); err != nil {
+			return 0, 0, err
+		}
+		if key == name {
+			end := int(dec.InputOffset())
+			return end - len(val), end, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("no member %q", name)
+}
+
+// Member returns the raw value of a top-level member of a JSON object, or nil.
+func Member(obj json.RawMessage, name string) json.RawMessage {
+	if len(obj) == 0 {
+		return nil
+	}
+	start, end, err := memberSpan(obj, name)
+	if err != nil {
+		return nil
+	}
+	return obj[start:end]
+}
+
+// SetMember returns a copy of the JSON object obj with member name set to
+// value. An existing member's value is replaced in place; a new member is
+// appended. obj may be nil or empty, meaning {}.
+func SetMember(obj json.RawMessage, name string, value json.RawMessage) (json.RawMessage, error) {
+	obj = bytes.TrimSpace(obj)
+	if len(obj) == 0 || isNull(obj) {
+		obj = json.RawMessage("{}")
+	}
+	if start, end, err := memberSpan(obj, name); err == nil {
+		out := make([]byte, 0, len(obj)+len(value))
+		out = append(out, obj[:start]...)
+		out = append(out, value...)
+		return append(out, obj[end:]...), nil
+	}
+	if obj[0] != '{' {
+		return nil, errors.New("not a JSON object")
+	}
+	key, _ := Marshal(name)
+	body := bytes.TrimSpace(obj[1 : len(obj)-1])
+	out := make([]byte, 0, len(obj)+len(key)+len(value)+2)
+	out = append(out, '{')
+	out = append(out, body...)
+	if len(body) > 0 {
+		out = append(out, ',')
+	}
+	out = append(out, key...)
+	out = append(out, ':')
+	out = append(out, value...)
+	return append(out, '}'), nil
+}

@@ -1,0 +1,107 @@
+package toolcall
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/agenthelm/agenthelm/proxy/jsonrpc"
+)
+
+// Transport describes how a call reached agenthelm. Policy input, the
+// journal and traces are built from it.
+type Transport struct {
+	// Kind is "mcp" or "http".
+	Kind string `json:"kind"`
+	// Protocol is the wire transport: "streamable-http", "sse", "stdio" or "http".
+	Protocol string `json:"protocol"`
+	// ProtocolVersion is the MCP revision the call was made under, when known.
+	ProtocolVersion string `json:"protocol_version,omitempty"`
+	// SessionID is the agent-facing MCP session, empty for stateless clients.
+	SessionID string `json:"session_id,omitempty"`
+	// RemoteAddr is the agent's address for network front doors.
+	RemoteAddr string `json:"remote_addr,omitempty"`
+	// Method is the MCP method ("tools/call") or the HTTP method.
+	Method string `json:"method"`
+	// Path is the HTTP path for HTTP tool calls.
+	Path string `json:"path,omitempty"`
+	// Headers holds selected request headers (never credentials).
+	Headers map[string]string `json:"headers,omitempty"`
+}
+
+// ClientInfo is what the agent said about itself (MCP clientInfo).
+type ClientInfo struct {
+	Name    string `json:"name,omitempty"`
+	Version string `json:"version,omitempty"`
+}
+
+// Call is one tool call on its way upstream.
+type Call struct {
+	// Upstream is the configured name of the server the call goes to.
+	Upstream string
+	// Tool is the tool's name (params.name).
+	Tool string
+	// Arguments are params.arguments exactly as the agent sent them (nil if absent).
+	Arguments json.RawMessage
+	// Params are the request's params exactly as the agent sent them.
+	// Forward sends whatever params it is given; an interceptor that adds
+	// _meta keys (idempotency key, traceparent) passes its edited copy.
+	Params json.RawMessage
+	// RequestID is the agent's JSON-RPC id (for traces; the proxy routes on it).
+	RequestID json.RawMessage
+	// Transport says how the call arrived.
+	Transport Transport
+	// Client is the agent's self-description when it sent one.
+	Client ClientInfo
+
+	// Notify sends a notification to the agent on this call's stream
+	// (progress while a call is held for approval). It may be nil when the
+	// front door cannot deliver one.
+	Notify func(ctx context.Context, msg *jsonrpc.Message) error
+}
+
+// Meta returns params._meta, or nil.
+func (c *Call) Meta() json.RawMessage { return jsonrpc.Member(c.Params, "_meta") }
+
+// Result is what came back for a forwarded request: either a JSON-RPC result
+// (which for tools/call may itself report a tool error with isError) or a
+// JSON-RPC error.
+type Result struct {
+	Result json.RawMessage
+	Error  *jsonrpc.Error
+}
+
+// IsToolError reports whether a tools/call result says isError: true.
+func (r Result) IsToolError() bool {
+	if r.Error != nil || r.Result == nil {
+		return false
+	}
+	var v struct {
+		IsError bool `json:"isError"`
+	}
+	_ = json.Unmarshal(r.Result, &v)
+	return v.IsError
+}
+
+// Forward sends a tools/call with the given params upstream, under the
+// agent's request id, and waits for its response. An error means the call's
+// fate is unknown or it was never sent (upstream down, stream broken,
+// context cancelled); the caller decides which from the error.
+type Forward func(ctx context.Context, params json.RawMessage) (Result, error)
+
+// Interceptor sees every tool call. It decides whether and how to forward,
+// and may return a result of its own without forwarding (a denial). An error
+// is rendered to the agent as a JSON-RPC error naming the upstream.
+type Interceptor interface {
+	InterceptToolCall(ctx context.Context, call *Call, forward Forward) (Result, error)
+}
+
+// Passthrough forwards every call unchanged. It is the interceptor of a proxy
+// with no saga engine, policy or telemetry attached.
+type Passthrough struct{}
+
+var _ Interceptor = Passthrough{}
+
+// InterceptToolCall forwards the call's params as they are.
+func (Passthrough) InterceptToolCall(ctx context.Context, call *Call, forward Forward) (Result, error) {
+	return forward(ctx, call.Params)
+}
