@@ -1,0 +1,39 @@
+# One entry point for humans and CI. `make check` is what CI runs.
+GO ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# Race-enabled tests are the default; TESTFLAGS adds to them.
+TESTFLAGS ?=
+
+.PHONY: all build test check fmt-check vet staticcheck tidy-check npm policy-test conformance-doc clean-check
+
+all: build
+
+build:
+	$(GO) build -o bin/agenthelm ./cmd/agenthelm
+
+# Real MCP servers (npm packages) that the tests run against, installed
+# into testdata/npm/node_modules only.
+npm:
+	cd testdata/npm && npm ci --no-audit --no-fund --loglevel=error
+
+test: npm
+	$(GO) test -race -timeout 20m $(TESTFLAGS) ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+staticcheck:
+	$(GO) run $(STATICCHECK) ./...
+
+tidy-check:
+	$(GO) mod tidy -diff
+
+# Fails if the tests left the tree different from what was committed
+# (e.g. a regenerated docs/CONFORMANCE.md that was not committed).
+clean-check:
+	@git status --porcelain --untracked-files=no | grep . && { echo "the tree changed during the checks:"; git diff --stat; exit 1; } || true
+
+check: fmt-check vet tidy-check staticcheck test clean-check

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/agenthelm/agenthelm/config"
+	"github.com/agenthelm/agenthelm/proxy/upstream"
+)
+
+// defaultConfigFile is read when --config is not given and it exists.
+const defaultConfigFile = "agenthelm.yaml"
+
+// loadConfig reads path, or ./agenthelm.yaml when path is empty and that
+// file exists, or else the built-in defaults (with environment overrides).
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		if _, err := os.Stat(defaultConfigFile); err == nil {
+			path = defaultConfigFile
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w", defaultConfigFile, err)
+		}
+	}
+	if path == "" {
+		return config.FromEnv()
+	}
+	return config.Load(path)
+}
+
+// upstreamSpecs turns the configured MCP upstreams into dial specs,
+// resolving ${VAR} references in env and headers now, at start.
+func upstreamSpecs(cfg *config.Config) (map[string]upstream.Spec, error) {
+	specs := map[string]upstream.Spec{}
+	for _, name := range cfg.UpstreamNames() {
+		u := cfg.Upstreams[name]
+		if len(u.Command) == 0 && u.URL == "" {
+			continue // a REST API for the HTTP tool proxy, not an MCP server
+		}
+		spec, err := upstreamSpec(name, u)
+		if err != nil {
+			return nil, err
+		}
+		specs[name] = spec
+	}
+	return specs, nil
+}
+
+func upstreamSpec(name string, u config.Upstream) (upstream.Spec, error) {
+	env, err := u.ResolvedEnv()
+	if err != nil {
+		return upstream.Spec{}, fmt.Errorf("upstreams.%s.env: %w", name, err)
+	}
+	headers, err := u.ResolvedHeaders()
+	if err != nil {
+		return upstream.Spec{}, fmt.Errorf("upstreams.%s.headers: %w", name, err)
+	}
+	spec := upstream.Spec{Name: name, Command: u.Command, Env: env, Dir: u.Cwd, URL: u.URL, Headers: headers}
+	switch {
+	case len(u.Command) > 0:
+		spec.Transport = "stdio"
+	case u.Transport == "sse":
+		spec.Transport = "sse"
+	default:
+		spec.Transport = "streamable-http"
+	}
+	return spec, nil
+}

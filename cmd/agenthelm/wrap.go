@@ -1,0 +1,107 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/agenthelm/agenthelm/proxy"
+	"github.com/agenthelm/agenthelm/proxy/upstream"
+	"github.com/spf13/cobra"
+)
+
+func newWrapCmd(g *globals) *cobra.Command {
+	var upstreamName, name string
+	cmd := &cobra.Command{
+		Use:   "wrap [--config FILE] [--name NAME] -- CMD [ARGS...] | wrap --upstream NAME",
+		Short: "Put agenthelm between an agent and a stdio MCP server",
+		Long: `wrap speaks MCP over its own stdin and stdout, so an agent adopts agenthelm by
+changing only the command in its MCP configuration.
+
+With -- CMD ARGS it runs CMD as the upstream MCP server itself (standalone).
+Tool rules for it are read from upstreams.NAME.tools in the config, where
+NAME is --name or, by default, derived from the command.
+
+With --upstream NAME it bridges to upstream NAME of an agenthelm sidecar
+running on this machine (listen.mcp), so several wrapped servers share the
+sidecar's journal and sagas.
+
+Logs go to stderr; stdout carries only MCP frames.`,
+		Example: `  agenthelm wrap -- npx -y @modelcontextprotocol/server-memory
+  agenthelm wrap --config agenthelm.yaml --name memory -- npx -y @modelcontextprotocol/server-memory
+  agenthelm wrap --upstream memory`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, log, err := g.load()
+			if err != nil {
+				return err
+			}
+			var spec upstream.Spec
+			switch {
+			case upstreamName != "" && len(args) > 0:
+				return errors.New("wrap: give either --upstream NAME or -- CMD ARGS, not both")
+			case upstreamName != "":
+				spec = upstream.Spec{
+					Name:      upstreamName,
+					URL:       "http://" + cfg.Listen.MCP + "/mcp/" + upstreamName,
+					Transport: "streamable-http",
+				}
+			case len(args) > 0:
+				if name == "" {
+					name = nameFromCommand(args)
+				}
+				spec = upstream.Spec{Name: name, Command: args, Transport: "stdio"}
+				if u, ok := cfg.Upstreams[name]; ok {
+					env, err := u.ResolvedEnv()
+					if err != nil {
+						return fmt.Errorf("upstreams.%s.env: %w", name, err)
+					}
+					spec.Env, spec.Dir = env, u.Cwd
+				}
+			default:
+				return errors.New("wrap: missing the server to wrap: agenthelm wrap -- CMD [ARGS...] or agenthelm wrap --upstream NAME")
+			}
+			p := proxy.New(proxy.Options{
+				Upstreams:    map[string]upstream.Spec{spec.Name: spec},
+				Logger:       log,
+				MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes),
+				CallTimeout:  cfg.Limits.CallTimeout.Duration(),
+			})
+			defer p.Close(cmd.Context()) //nolint:errcheck
+			return p.ServeStdio(cmd.Context(), spec.Name, g.stdin, g.stdout, cfg.Limits.ShutdownGrace.Duration())
+		},
+	}
+	cmd.Flags().StringVar(&upstreamName, "upstream", "", "bridge to this upstream of a running sidecar")
+	cmd.Flags().StringVar(&name, "name", "", "name of the wrapped server (default: derived from the command)")
+	return cmd
+}
+
+// nameFromCommand derives an upstream name from a server command: the npm
+// package or the program's base name, e.g. "server-memory" for
+// `npx -y @modelcontextprotocol/server-memory`.
+func nameFromCommand(args []string) string {
+	pick := args[0]
+	if base := filepath.Base(args[0]); base == "npx" || base == "uvx" || base == "node" || base == "python" || base == "python3" || base == "docker" {
+		for _, a := range args[1:] {
+			if !strings.HasPrefix(a, "-") {
+				pick = a
+				break
+			}
+		}
+	}
+	pick = filepath.Base(pick)
+	if i := strings.LastIndex(pick, "@"); i > 0 {
+		pick = pick[:i] // drop a version: server-memory@1.2.3
+	}
+	pick = strings.TrimSuffix(pick, filepath.Ext(pick))
+	var b strings.Builder
+	for _, r := range pick {
+		if r == '-' || r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		}
+	}
+	if b.Len() == 0 {
+		return "upstream"
+	}
+	return b.String()
+}

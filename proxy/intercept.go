@@ -1,0 +1,219 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/agenthelm/agenthelm/proxy/jsonrpc"
+	"github.com/agenthelm/agenthelm/proxy/upstream"
+	"github.com/agenthelm/agenthelm/toolcall"
+)
+
+var (
+	errCallTimeout     = errors.New("no answer within the call timeout")
+	errForwardedTwice  = errors.New("a tool call can be forwarded only once")
+	errSessionFinished = errors.New("session closed")
+)
+
+// interceptToolCall runs one tools/call through the interceptor and answers
+// the agent with whatever it decides.
+func (s *Session) interceptToolCall(ctx context.Context, r *request, msg *jsonrpc.Message, hdr http.Header) {
+	defer s.wg.Done()
+	defer r.cancel()
+	key := jsonrpc.IDKey(r.upID)
+
+	var params struct {
+		Name      string          `json:"name"`
+		Arguments json.RawMessage `json:"arguments"`
+	}
+	_ = json.Unmarshal(msg.Params, &params)
+	s.mu.Lock()
+	pv, client := s.protocolVersion, s.client
+	s.mu.Unlock()
+	if v := headerOrMeta(hdr, msg.Params); v != "" {
+		pv = v
+	}
+	call := &toolcall.Call{
+		Upstream:  s.upstream,
+		Tool:      params.Name,
+		Arguments: params.Arguments,
+		Params:    msg.Params,
+		RequestID: r.agentID,
+		Transport: toolcall.Transport{
+			Kind: "mcp", Protocol: s.door, ProtocolVersion: pv, Method: "tools/call",
+		},
+		Client: client,
+		Notify: func(_ context.Context, m *jsonrpc.Message) error {
+			if !r.out.st.push(m, false) {
+				return errors.New("agent stream closed")
+			}
+			return nil
+		},
+	}
+	if !s.shared {
+		call.Transport.SessionID = s.id
+	}
+	if call.Client.Name == "" {
+		call.Client = metaClientInfo(msg.Params)
+	}
+
+	var forwarded atomic.Bool
+	var upstreamFrame *jsonrpc.Message
+	forward := func(fctx context.Context, p json.RawMessage) (toolcall.Result, error) {
+		if !forwarded.CompareAndSwap(false, true) {
+			return toolcall.Result{}, errForwardedTwice
+		}
+		out := msg
+		if !bytes.Equal(p, msg.Params) {
+			raw, err := jsonrpc.SetMember(msg.Raw, "params", p)
+			if err != nil {
+				return toolcall.Result{}, fmt.Errorf("set params: %w", err)
+			}
+			m, perr := jsonrpc.Parse(raw)
+			if perr != nil {
+				return toolcall.Result{}, fmt.Errorf("rebuild request: %w", perr)
+			}
+			out = m
+		}
+		reply, err := s.roundTrip(fctx, r, out, s.sendOptions(hdr, out))
+		if err != nil {
+			return toolcall.Result{}, err
+		}
+		upstreamFrame = reply
+		return toolcall.Result{Result: reply.Result, Error: reply.Error}, nil
+	}
+
+	res, err := s.p.interceptor.InterceptToolCall(ctx, call, forward)
+
+	s.mu.Lock()
+	if cur := s.pending[key]; cur == r {
+		s.deleteLocked(key, r)
+	}
+	cancelled := r.cancelled
+	s.mu.Unlock()
+	if cancelled {
+		return // the agent withdrew the request: it expects no answer
+	}
+	var resp *jsonrpc.Message
+	switch {
+	case err != nil:
+		resp = jsonrpc.NewErrorResponse(r.agentID, s.upstreamError(err))
+	case upstreamFrame != nil && sameResult(res, upstreamFrame):
+		resp = upstreamFrame // byte for byte what the upstream said
+		if s.shared {
+			if resp, err = jsonrpc.WithID(upstreamFrame, r.agentID); err != nil {
+				resp = jsonrpc.NewErrorResponse(r.agentID, jsonrpc.Errorf(jsonrpc.CodeInternalError, "restore request id: %v", err))
+			}
+		}
+	case res.Error != nil:
+		resp = jsonrpc.NewErrorResponse(r.agentID, res.Error)
+	default:
+		resp = jsonrpc.NewResponse(r.agentID, res.Result)
+	}
+	s.answer(r.out, resp)
+}
+
+func sameResult(res toolcall.Result, frame *jsonrpc.Message) bool {
+	if res.Error != nil || frame.Error != nil {
+		return res.Error == frame.Error
+	}
+	return bytes.Equal(res.Result, frame.Result)
+}
+
+// roundTrip sends a request that r tracks and waits for its answer. The
+// call timeout is an idle timeout: any frame the upstream sends for the
+// request (progress) restarts it.
+func (s *Session) roundTrip(ctx context.Context, r *request, msg *jsonrpc.Message, opts upstream.SendOptions) (*jsonrpc.Message, error) {
+	if err := s.conn.Send(ctx, msg, opts); err != nil {
+		return nil, err
+	}
+	var timeout <-chan time.Time
+	var timer *time.Timer
+	if d := s.p.opts.CallTimeout; d > 0 {
+		timer = time.NewTimer(d)
+		defer timer.Stop()
+		timeout = timer.C
+	}
+	for {
+		select {
+		case rep := <-r.waiter:
+			if rep.err != nil {
+				return nil, rep.err
+			}
+			return rep.msg, nil
+		case <-r.activity:
+			if timer != nil {
+				timer.Reset(s.p.opts.CallTimeout)
+			}
+		case <-timeout:
+			return nil, fmt.Errorf("%w (%s)", errCallTimeout, s.p.opts.CallTimeout)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Call sends a request of the proxy's own (a compensation, a capture, a
+// tools/list) on this session's upstream connection and waits for the
+// answer. Its id is in a namespace agents do not use.
+func (s *Session) Call(ctx context.Context, method string, params json.RawMessage) (toolcall.Result, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return toolcall.Result{}, errSessionFinished
+	}
+	s.nextID++
+	var id json.RawMessage
+	if s.shared {
+		id = json.RawMessage(strconv.FormatInt(s.nextID, 10))
+	} else {
+		id, _ = jsonrpc.Marshal("agenthelm-" + strconv.FormatInt(s.nextID, 10))
+	}
+	r := &request{upID: id, method: method, own: true,
+		waiter: make(chan upstreamReply, 1), activity: make(chan struct{}, 1)}
+	key := jsonrpc.IDKey(id)
+	s.pending[key] = r
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		if s.pending[key] == r {
+			s.deleteLocked(key, r)
+		}
+		s.mu.Unlock()
+	}()
+	reply, err := s.roundTrip(ctx, r, jsonrpc.NewRequest(id, method, params), upstream.SendOptions{})
+	if err != nil {
+		return toolcall.Result{}, err
+	}
+	return toolcall.Result{Result: reply.Result, Error: reply.Error}, nil
+}
+
+func headerOrMeta(hdr http.Header, params json.RawMessage) string {
+	if meta := jsonrpc.Member(params, "_meta"); meta != nil {
+		var v string
+		if json.Unmarshal(jsonrpc.Member(meta, "io.modelcontextprotocol/protocolVersion"), &v) == nil && v != "" {
+			return v
+		}
+	}
+	if hdr != nil {
+		return hdr.Get("Mcp-Protocol-Version")
+	}
+	return ""
+}
+
+// metaClientInfo reads the client's self-description that stateless
+// (2026-07-28) requests carry in _meta.
+func metaClientInfo(params json.RawMessage) toolcall.ClientInfo {
+	var ci toolcall.ClientInfo
+	if meta := jsonrpc.Member(params, "_meta"); meta != nil {
+		_ = json.Unmarshal(jsonrpc.Member(meta, "io.modelcontextprotocol/clientInfo"), &ci)
+	}
+	return ci
+}

@@ -1,0 +1,237 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/agenthelm/agenthelm/proxy/upstream"
+	"github.com/agenthelm/agenthelm/toolcall"
+)
+
+// Options configure a Proxy. The zero value of each field is usable.
+type Options struct {
+	// Upstreams maps each configured upstream name to how it is reached.
+	Upstreams map[string]upstream.Spec
+	// Interceptor sees every tools/call. Nil means toolcall.Passthrough.
+	Interceptor toolcall.Interceptor
+	// Logger receives the proxy's logs. Nil discards them.
+	Logger *slog.Logger
+	// MaxBodyBytes bounds an HTTP request body and a stdio frame.
+	// Zero means 4 MiB.
+	MaxBodyBytes int64
+	// CallTimeout is how long a forwarded tools/call may go without any
+	// frame from the upstream (progress restarts it). Zero means no limit:
+	// the agent's own timeout and cancellation apply.
+	CallTimeout time.Duration
+	// SessionIdleTimeout ends an HTTP session with no requests in flight and
+	// no traffic for this long. Zero means 30 minutes.
+	SessionIdleTimeout time.Duration
+	// AllowedHosts are extra Host and Origin host names accepted by the HTTP
+	// doors besides the loopback names (DNS rebinding protection).
+	AllowedHosts []string
+}
+
+// Proxy relays MCP traffic between agents and upstream servers.
+type Proxy struct {
+	opts        Options
+	log         *slog.Logger
+	interceptor toolcall.Interceptor
+
+	mu       sync.Mutex
+	sessions map[string]*Session // agent-facing session id -> session
+	shared   map[string]*Session // upstream name -> stateless session
+	closed   bool
+
+	stop   context.CancelFunc
+	reaper sync.WaitGroup
+}
+
+// New returns a proxy. Call Close to end its sessions.
+func New(opts Options) *Proxy {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 4 << 20
+	}
+	if opts.SessionIdleTimeout <= 0 {
+		opts.SessionIdleTimeout = 30 * time.Minute
+	}
+	ic := opts.Interceptor
+	if ic == nil {
+		ic = toolcall.Passthrough{}
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	p := &Proxy{
+		opts: opts, log: opts.Logger, interceptor: ic,
+		sessions: map[string]*Session{}, shared: map[string]*Session{},
+		stop: stop,
+	}
+	p.reaper.Add(1)
+	go p.reapIdle(ctx)
+	return p
+}
+
+// UpstreamNames returns the configured upstream names, sorted.
+func (p *Proxy) UpstreamNames() []string {
+	names := make([]string, 0, len(p.opts.Upstreams))
+	for n := range p.opts.Upstreams {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (p *Proxy) unknownUpstream(name string) error {
+	names := p.UpstreamNames()
+	if len(names) == 0 {
+		return fmt.Errorf("unknown upstream %q: no upstreams are configured", name)
+	}
+	return fmt.Errorf("unknown upstream %q: configured upstreams are %s", name, strings.Join(names, ", "))
+}
+
+// openSession dials a new session's upstream and registers it.
+func (p *Proxy) openSession(ctx context.Context, upstreamName, door string) (*Session, error) {
+	if _, ok := p.opts.Upstreams[upstreamName]; !ok {
+		return nil, p.unknownUpstream(upstreamName)
+	}
+	s := newSession(p, newID(), upstreamName, door, false)
+	if err := s.dial(ctx); err != nil {
+		return nil, err
+	}
+	s.onClose = p.forget
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		_ = s.Close(ctx)
+		return nil, errProxyClosed
+	}
+	p.sessions[s.id] = s
+	p.mu.Unlock()
+	s.log.Info("session opened")
+	return s, nil
+}
+
+// sharedSession returns the stateless session of an upstream, dialing it
+// on first use or after its connection died.
+func (p *Proxy) sharedSession(ctx context.Context, upstreamName string) (*Session, error) {
+	if _, ok := p.opts.Upstreams[upstreamName]; !ok {
+		return nil, p.unknownUpstream(upstreamName)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, errProxyClosed
+	}
+	if s := p.shared[upstreamName]; s != nil {
+		return s, nil
+	}
+	s := newSession(p, "shared-"+upstreamName, upstreamName, "streamable-http", true)
+	if err := s.dial(ctx); err != nil {
+		return nil, err
+	}
+	s.onClose = p.forget
+	p.shared[upstreamName] = s
+	return s, nil
+}
+
+// session looks up an agent-facing session.
+func (p *Proxy) session(id string) *Session {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sessions[id]
+}
+
+// forget unregisters a session whose upstream is gone and closes its
+// connection in the background.
+func (p *Proxy) forget(s *Session) {
+	p.mu.Lock()
+	if p.sessions[s.id] == s {
+		delete(p.sessions, s.id)
+	}
+	if p.shared[s.upstream] == s {
+		delete(p.shared, s.upstream)
+	}
+	p.mu.Unlock()
+}
+
+// closeSession ends one session and waits for it.
+func (p *Proxy) closeSession(ctx context.Context, s *Session) error {
+	p.forget(s)
+	err := s.Close(ctx)
+	s.log.Info("session closed")
+	return err
+}
+
+// reapIdle ends HTTP sessions nobody uses, so abandoned agents do not
+// leave upstream processes behind.
+func (p *Proxy) reapIdle(ctx context.Context) {
+	defer p.reaper.Done()
+	tick := time.NewTicker(p.opts.SessionIdleTimeout / 4)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		p.mu.Lock()
+		var idle []*Session
+		for _, s := range p.sessions {
+			if s.door == "stdio" {
+				continue
+			}
+			last, open := s.idleSince()
+			if open == 0 && time.Since(last) > p.opts.SessionIdleTimeout {
+				idle = append(idle, s)
+			}
+		}
+		p.mu.Unlock()
+		for _, s := range idle {
+			s.log.Info("closing idle session")
+			_ = p.closeSession(ctx, s)
+		}
+	}
+}
+
+// Close ends every session: it waits for open requests to finish until
+// ctx's deadline, then closes the upstream connections (ending stdio
+// children). It is idempotent.
+func (p *Proxy) Close(ctx context.Context) error {
+	p.mu.Lock()
+	p.closed = true
+	all := make([]*Session, 0, len(p.sessions)+len(p.shared))
+	for _, s := range p.sessions {
+		all = append(all, s)
+	}
+	for _, s := range p.shared {
+		all = append(all, s)
+	}
+	p.mu.Unlock()
+	p.stop()
+	p.reaper.Wait()
+	var wg sync.WaitGroup
+	for _, s := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.drain(ctx)
+			_ = p.closeSession(context.WithoutCancel(ctx), s)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
