@@ -277,12 +277,12 @@ func (lw *lazyWriter) write(frames []*jsonrpc.Message, final bool) error {
 	if !lw.started && final && len(frames) == 1 || !lw.started && !lw.sse {
 		// Only the response: plain JSON. (An agent that does not accept
 		// SSE gets only the response; notifications for it are dropped.)
-		if lw.header != nil {
-			lw.header(lw.w.Header())
-		}
 		last := frames[len(frames)-1]
 		if !final {
 			return nil
+		}
+		if lw.header != nil && last.Kind != jsonrpc.KindErrorResponse {
+			lw.header(lw.w.Header()) // no session for a failed handshake
 		}
 		lw.w.Header().Set("Content-Type", "application/json")
 		lw.w.WriteHeader(http.StatusOK)

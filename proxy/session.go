@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -403,6 +404,9 @@ func (s *Session) upstreamError(err error) *jsonrpc.Error {
 	code := CodeUpstreamUnavailable
 	if errors.Is(err, errCallTimeout) {
 		code = CodeUpstreamTimeout
+	}
+	if strings.Contains(err.Error(), strconv.Quote(s.upstream)) {
+		return jsonrpc.Errorf(code, "%v", err) // already names the upstream
 	}
 	return jsonrpc.Errorf(code, "upstream %q: %v", s.upstream, err)
 }

@@ -67,6 +67,6 @@ func (p *Proxy) serveSSEMessage(w http.ResponseWriter, r *http.Request) {
 	}
 	// The POST only carries the message: its answer goes on the stream, and
 	// closing this POST cancels nothing.
-	s.handle(nil, msg, sink{st: st}, nil)
+	s.handle(context.Background(), msg, sink{st: st}, nil)
 	w.WriteHeader(http.StatusAccepted)
 }

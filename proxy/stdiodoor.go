@@ -62,7 +62,7 @@ func (p *Proxy) ServeStdio(ctx context.Context, upstreamName string, in io.Reade
 				st.push(jsonrpc.NewErrorResponse(id, rpcErr), false)
 				continue
 			}
-			s.handle(nil, msg, shared, nil)
+			s.handle(ctx, msg, shared, nil)
 		}
 	}()
 

@@ -24,7 +24,7 @@ func loadConfig(path string) (*config.Config, error) {
 		}
 	}
 	if path == "" {
-		return config.FromEnv()
+		return config.Parse(nil, "built-in defaults")
 	}
 	return config.Load(path)
 }

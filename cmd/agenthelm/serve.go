@@ -70,7 +70,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Upstreams:    specs,
 		Logger:       log,
 		MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes),
-		CallTimeout:  cfg.Limits.CallTimeout.Duration(),
+		CallTimeout:  time.Duration(cfg.Limits.CallTimeout),
 	})
 	if len(specs) == 0 {
 		log.Warn("no upstreams configured: the MCP front door will answer 404 until some are added to the config")
@@ -105,10 +105,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down", "grace", cfg.Limits.ShutdownGrace.Duration().String())
+		log.Info("shutting down", "grace", time.Duration(cfg.Limits.ShutdownGrace).String())
 	case runErr = <-errc:
 	}
-	grace := cfg.Limits.ShutdownGrace.Duration()
+	grace := time.Duration(cfg.Limits.ShutdownGrace)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 	defer cancel()
 	// Stop accepting, let open calls finish, then end the upstreams.

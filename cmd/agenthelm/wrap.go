@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/agenthelm/agenthelm/proxy"
 	"github.com/agenthelm/agenthelm/proxy/upstream"
@@ -65,10 +66,10 @@ Logs go to stderr; stdout carries only MCP frames.`,
 				Upstreams:    map[string]upstream.Spec{spec.Name: spec},
 				Logger:       log,
 				MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes),
-				CallTimeout:  cfg.Limits.CallTimeout.Duration(),
+				CallTimeout:  time.Duration(cfg.Limits.CallTimeout),
 			})
 			defer p.Close(cmd.Context()) //nolint:errcheck
-			return p.ServeStdio(cmd.Context(), spec.Name, g.stdin, g.stdout, cfg.Limits.ShutdownGrace.Duration())
+			return p.ServeStdio(cmd.Context(), spec.Name, g.stdin, g.stdout, time.Duration(cfg.Limits.ShutdownGrace))
 		},
 	}
 	cmd.Flags().StringVar(&upstreamName, "upstream", "", "bridge to this upstream of a running sidecar")

@@ -19,6 +19,9 @@ var (
 	ErrSessionExpired = errors.New("upstream session expired")
 	// ErrStreamBroken: a response stream ended before carrying the response.
 	ErrStreamBroken = errors.New("upstream response stream ended before the response")
+	// ErrDisconnected: the shared stream of a legacy HTTP+SSE upstream
+	// ended; the session is gone with it.
+	ErrDisconnected = errors.New("upstream stream disconnected")
 )
 
 // Handler receives what an upstream sends. Its methods are called from the
@@ -31,11 +34,18 @@ type Handler interface {
 	// for frames from a shared channel (stdio, the GET stream, legacy SSE).
 	HandleUpstream(msg *jsonrpc.Message, related json.RawMessage)
 	// RequestFailed reports that a request passed to Send will get no
-	// response from the server (HTTP error status, broken stream).
-	// err wraps one of the sentinel errors where one applies.
+	// response from the server (HTTP error status, broken stream, abandoned
+	// stream, connection gone). err wraps one of the sentinel errors where
+	// one applies, context.Canceled when Send's ctx abandoned the request,
+	// and is a *StatusError for an HTTP error status.
+	//
+	// Every request Send accepted (returned nil for) ends in exactly one
+	// response frame or one RequestFailed, and all of them happen before
+	// ConnClosed. A request Send returned an error for gets neither.
 	RequestFailed(id json.RawMessage, err error)
 	// ConnClosed is called once when the connection is gone for good: the
-	// process exited, the session expired, or Close was called.
+	// process exited, the session expired, or Close was called. No Handler
+	// method is called after it.
 	ConnClosed(err error)
 }
 
