@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/agenthelm/agenthelm/proxy/jsonrpc"
@@ -17,7 +18,7 @@ import (
 )
 
 var (
-	errCallTimeout     = errors.New("no answer within the call timeout")
+	errCallTimeout     = toolcall.ErrTimeout
 	errForwardedTwice  = errors.New("a tool call can be forwarded only once")
 	errSessionFinished = errors.New("session closed")
 )
@@ -60,6 +61,7 @@ func (s *Session) interceptToolCall(ctx context.Context, r *request, msg *jsonrp
 	if !s.shared {
 		call.Transport.SessionID = s.id
 	}
+	call.Transport.Headers = s.p.selectedHeaders(hdr)
 	if call.Client.Name == "" {
 		call.Client = metaClientInfo(msg.Params)
 	}
@@ -132,6 +134,9 @@ func sameResult(res toolcall.Result, frame *jsonrpc.Message) bool {
 // request (progress) restarts it.
 func (s *Session) roundTrip(ctx context.Context, r *request, msg *jsonrpc.Message, opts upstream.SendOptions) (*jsonrpc.Message, error) {
 	if err := s.conn.Send(ctx, msg, opts); err != nil {
+		if notSent(err) {
+			return nil, fmt.Errorf("%w: %w", toolcall.ErrNotSent, err)
+		}
 		return nil, err
 	}
 	var timeout <-chan time.Time
@@ -216,4 +221,29 @@ func metaClientInfo(params json.RawMessage) toolcall.ClientInfo {
 		_ = json.Unmarshal(jsonrpc.Member(meta, "io.modelcontextprotocol/clientInfo"), &ci)
 	}
 	return ci
+}
+
+// notSent reports whether a Send error proves the frame never reached the
+// upstream: the connection was already gone, or refused.
+func notSent(err error) bool {
+	return errors.Is(err, upstream.ErrClosed) || errors.Is(err, upstream.ErrExited) ||
+		errors.Is(err, upstream.ErrSessionExpired) || errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// selectedHeaders copies the headers the rest of agenthelm may look at
+// (never credentials) into the call.
+func (p *Proxy) selectedHeaders(hdr http.Header) map[string]string {
+	if hdr == nil {
+		return nil
+	}
+	var out map[string]string
+	for _, name := range append([]string{"X-Agenthelm-Saga", "Traceparent", "Tracestate"}, p.opts.CallHeaders...) {
+		if v := hdr.Get(name); v != "" {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[http.CanonicalHeaderKey(name)] = v
+		}
+	}
+	return out
 }

@@ -36,6 +36,10 @@ type Options struct {
 	// AllowedHosts are extra Host and Origin host names accepted by the HTTP
 	// doors besides the loopback names (DNS rebinding protection).
 	AllowedHosts []string
+	// CallHeaders names extra request headers copied into each call's
+	// Transport.Headers (for example the agent identity header). The saga
+	// header X-AgentHelm-Saga and trace context are always copied.
+	CallHeaders []string
 }
 
 // Proxy relays MCP traffic between agents and upstream servers.
@@ -44,10 +48,12 @@ type Proxy struct {
 	log         *slog.Logger
 	interceptor toolcall.Interceptor
 
-	mu       sync.Mutex
-	sessions map[string]*Session // agent-facing session id -> session
-	shared   map[string]*Session // upstream name -> stateless session
-	closed   bool
+	mu        sync.Mutex
+	sessions  map[string]*Session // agent-facing session id -> session
+	shared    map[string]*Session // upstream name -> stateless session
+	operators map[string]*Session // upstream name -> agenthelm's own session
+	closed    bool
+	opMu      sync.Mutex // serializes opening operator sessions
 
 	stop   context.CancelFunc
 	reaper sync.WaitGroup
@@ -71,7 +77,7 @@ func New(opts Options) *Proxy {
 	ctx, stop := context.WithCancel(context.Background())
 	p := &Proxy{
 		opts: opts, log: opts.Logger, interceptor: ic,
-		sessions: map[string]*Session{}, shared: map[string]*Session{},
+		sessions: map[string]*Session{}, shared: map[string]*Session{}, operators: map[string]*Session{},
 		stop: stop,
 	}
 	p.reaper.Add(1)
@@ -159,6 +165,9 @@ func (p *Proxy) forget(s *Session) {
 	if p.shared[s.upstream] == s {
 		delete(p.shared, s.upstream)
 	}
+	if p.operators[s.upstream] == s {
+		delete(p.operators, s.upstream)
+	}
 	p.mu.Unlock()
 }
 
@@ -212,6 +221,9 @@ func (p *Proxy) Close(ctx context.Context) error {
 		all = append(all, s)
 	}
 	for _, s := range p.shared {
+		all = append(all, s)
+	}
+	for _, s := range p.operators {
 		all = append(all, s)
 	}
 	p.mu.Unlock()

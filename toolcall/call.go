@@ -3,6 +3,7 @@ package toolcall
 import (
 	"context"
 	"encoding/json"
+	"errors"
 
 	"github.com/agenthelm/agenthelm/proxy/jsonrpc"
 )
@@ -105,3 +106,15 @@ var _ Interceptor = Passthrough{}
 func (Passthrough) InterceptToolCall(ctx context.Context, call *Call, forward Forward) (Result, error) {
 	return forward(ctx, call.Params)
 }
+
+// Errors a Forward may wrap, so that the saga engine can tell what
+// happened to a call it did not get an answer for. Any other error means
+// the call may have run (in doubt).
+var (
+	// ErrNotSent: the call provably never reached the upstream (the
+	// connection was already gone or refused).
+	ErrNotSent = errors.New("call not sent upstream")
+	// ErrTimeout: the upstream showed no sign of life within the call
+	// timeout; the call may have run.
+	ErrTimeout = errors.New("no answer from the upstream within the call timeout")
+)

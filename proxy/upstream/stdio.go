@@ -34,8 +34,8 @@ var (
 )
 
 const (
-	stderrTailLines = 10       // stderr lines kept for the exit error
-	stderrLineBytes = 4 << 10  // longer stderr lines are cut in logs
+	stderrTailLines = 10      // stderr lines kept for the exit error
+	stderrLineBytes = 4 << 10 // longer stderr lines are cut in logs
 	stdioWriteGrace = 10 * time.Millisecond
 )
 

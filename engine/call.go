@@ -1,0 +1,376 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/agenthelm/agenthelm/proxy/jsonrpc"
+	"github.com/agenthelm/agenthelm/saga"
+	"github.com/agenthelm/agenthelm/toolcall"
+)
+
+// Keys agenthelm reads from and writes to params._meta.
+const (
+	MetaSaga           = "io.agenthelm/saga"
+	MetaIdempotencyKey = "io.agenthelm/idempotency-key"
+	MetaRollback       = "io.agenthelm/rollback"
+)
+
+// InterceptToolCall makes the call a step of its saga: it journals the
+// intent, forwards, journals the outcome, and unwinds the saga when the
+// call failed in a way that should.
+func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, forward toolcall.Forward) (toolcall.Result, error) {
+	l, err := e.sagaFor(ctx, call)
+	if err != nil {
+		return toolcall.Result{}, err
+	}
+	rule := e.opts.Rules.Rule(call.Upstream, call.Tool)
+
+	l.mu.Lock()
+	if l.s.Status != saga.Open {
+		st := l.s.Status
+		id := l.s.ID
+		l.mu.Unlock()
+		// Rule 15: an aborting or finished saga takes no new steps.
+		return toolError(fmt.Sprintf("agenthelm refused this call: saga %s is %s and takes no new steps", id, st)), nil
+	}
+	if l.idle != nil {
+		l.idle.Stop()
+	}
+	l.inflight.Add(1)
+	sagaID := l.s.ID
+	n := len(l.s.Steps) + 1
+	l.mu.Unlock()
+	done := sync1(func() {
+		l.inflight.Done()
+		e.armIdle(l)
+	})
+	defer done()
+
+	intent := &saga.Intent{
+		Upstream:              call.Upstream,
+		Tool:                  call.Tool,
+		Args:                  call.Arguments,
+		ArgsDigest:            digest(call.Arguments),
+		IdempotencyKey:        saga.IdempotencyKey(sagaID, n, "forward"),
+		ReadOnly:              rule.ReadOnly,
+		Irreversible:          rule.Irreversible,
+		ErrorsMayLeaveEffects: rule.ErrorsMayLeaveEffects,
+		Session:               call.Transport.SessionID,
+	}
+	if c := rule.Compensate; c != nil && !rule.Irreversible && !rule.ReadOnly {
+		comp := *c
+		if comp.Upstream == "" {
+			comp.Upstream = call.Upstream
+		}
+		intent.Compensator = &comp
+	}
+	if rule.Capture != nil && !rule.ReadOnly {
+		capture, err := e.capture(ctx, call, rule.Capture)
+		if err != nil {
+			return toolError(fmt.Sprintf("agenthelm refused this call: capturing the state it changes failed: %v", err)), nil
+		}
+		intent.Capture = capture
+	}
+
+	// Rule 1: the intent is on disk before anything is sent.
+	l.mu.Lock()
+	if l.s.Status != saga.Open || len(l.s.Steps)+1 != n {
+		// Another call took step n first, or the saga ended meanwhile.
+		n = len(l.s.Steps) + 1
+		intent.IdempotencyKey = saga.IdempotencyKey(sagaID, n, "forward")
+		if l.s.Status != saga.Open {
+			st := l.s.Status
+			l.mu.Unlock()
+			return toolError(fmt.Sprintf("agenthelm refused this call: saga %s is %s and takes no new steps", sagaID, st)), nil
+		}
+	}
+	err = e.record(ctx, l, saga.Event{Kind: saga.EvIntent, Step: n, Intent: intent})
+	l.mu.Unlock()
+	if err != nil {
+		e.log.Error("intent not journaled: call refused", "saga", sagaID, "tool", call.Tool, "err", err)
+		return toolcall.Result{}, fmt.Errorf("agenthelm could not journal the call, so it was not sent: %w", err)
+	}
+
+	params, err := withMeta(call.Params, MetaIdempotencyKey, intent.IdempotencyKey)
+	if err != nil {
+		params = call.Params
+	}
+	res, ferr := forward(ctx, params)
+	status, failure := classify(res, ferr)
+
+	// Rule 2: the outcome is on disk before the agent is answered.
+	out := saga.Event{Kind: saga.EvOutcome, Step: n, Status: string(status)}
+	if ferr == nil {
+		if res.Error != nil {
+			out.Error = res.Error.Message
+		} else {
+			out.Result = res.Result
+		}
+	} else {
+		out.Error = ferr.Error()
+	}
+	l.mu.Lock()
+	if err := e.record(context.WithoutCancel(ctx), l, out); err != nil {
+		l.mu.Unlock()
+		e.log.Error("outcome not journaled", "saga", sagaID, "step", n, "err", err)
+		return toolcall.Result{}, fmt.Errorf("agenthelm could not journal the call's outcome (the call may have run): %w", err)
+	}
+	unwind := failure != "" && e.unwind[failure] && !rule.ContinueOnError
+	if unwind && l.s.Status == saga.Open {
+		if err := e.record(context.WithoutCancel(ctx), l, saga.Event{Kind: saga.EvAborted, Step: n, Reason: fmt.Sprintf("step %d (%s) failed: %s", n, call.Tool, status), By: "engine"}); err != nil {
+			e.log.Error("abort not journaled", "saga", sagaID, "err", err)
+		}
+	}
+	aborting := l.s.Status == saga.Aborting
+	l.mu.Unlock()
+
+	if !unwind || !aborting {
+		return res, ferr
+	}
+	// This call's own step is done: stop counting it before waiting for
+	// the saga's other calls in flight.
+	done()
+	e.runUnwind(context.WithoutCancel(ctx), l)
+	l.mu.Lock()
+	summary := summarize(l.s)
+	l.mu.Unlock()
+	return withRollback(res, ferr, summary), nil
+}
+
+// classify maps a forward's result to the step's outcome and the failure
+// kind it counts as ("" for success).
+func classify(res toolcall.Result, err error) (saga.StepStatus, string) {
+	switch {
+	case err == nil && res.Error != nil:
+		return saga.ProtocolError, FailProtocolError
+	case err == nil && res.IsToolError():
+		return saga.ToolError, FailToolError
+	case err == nil:
+		return saga.Succeeded, ""
+	case errors.Is(err, toolcall.ErrNotSent):
+		return saga.NotSent, FailUpstreamDown
+	case errors.Is(err, toolcall.ErrTimeout):
+		return saga.Timeout, FailTimeout
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return saga.Cancelled, ""
+	}
+	// The call was sent and no answer came: it may have run.
+	return saga.InDoubt, FailUpstreamDown
+}
+
+// capture runs a step's pre-image call.
+func (e *Engine) capture(ctx context.Context, call *toolcall.Call, c *Capture) (json.RawMessage, error) {
+	args, err := e.opts.Eval(c.Args, call.Arguments, nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("capture arguments: %w", err)
+	}
+	params, _ := jsonrpc.Marshal(map[string]any{"name": c.Tool, "arguments": args})
+	cctx, cancel := context.WithTimeout(ctx, e.opts.CallTimeout)
+	defer cancel()
+	res, err := e.opts.Invoker.Invoke(cctx, call.Upstream, call.Transport.SessionID, "tools/call", params)
+	if err != nil {
+		return nil, err
+	}
+	if res.Error != nil {
+		return nil, fmt.Errorf("%s: %s", c.Tool, res.Error.Message)
+	}
+	// A tool error is a valid pre-image (e.g. "file not found"): the
+	// compensation's expression decides what it means.
+	return res.Result, nil
+}
+
+// sagaFor resolves the saga a call belongs to (BRIEF §5): an explicit id,
+// else the scope's open saga, else a new one.
+func (e *Engine) sagaFor(ctx context.Context, call *toolcall.Call) (*live, error) {
+	if id := explicitSaga(call); id != "" {
+		l, err := e.liveSaga(ctx, id)
+		if err == nil {
+			return l, nil
+		}
+		return e.open(ctx, id, "explicit:"+id)
+	}
+	key := e.scopeKey(call)
+	e.mu.Lock()
+	id := e.scopes[key]
+	e.mu.Unlock()
+	if id != "" {
+		if l, err := e.liveSaga(ctx, id); err == nil {
+			l.mu.Lock()
+			open := l.s.Status == saga.Open
+			l.mu.Unlock()
+			if open {
+				return l, nil
+			}
+		}
+	}
+	l, err := e.open(ctx, e.newSagaID(), key)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	e.scopes[key] = l.s.ID
+	e.mu.Unlock()
+	return l, nil
+}
+
+// open starts a saga and journals it.
+func (e *Engine) open(ctx context.Context, id, scope string) (*live, error) {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil, errors.New("agenthelm is shutting down")
+	}
+	if l := e.live[id]; l != nil {
+		e.mu.Unlock()
+		return l, nil
+	}
+	l := &live{s: saga.New(id)}
+	e.live[id] = l
+	e.mu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := e.record(ctx, l, saga.Event{Kind: saga.EvOpened, Scope: scope}); err != nil {
+		e.mu.Lock()
+		delete(e.live, id)
+		e.mu.Unlock()
+		return nil, fmt.Errorf("agenthelm could not journal a new saga, so the call was not sent: %w", err)
+	}
+	e.log.Info("saga opened", "saga", id, "scope", scope)
+	return l, nil
+}
+
+// scopeKey says which saga a call without an explicit id belongs to.
+func (e *Engine) scopeKey(call *toolcall.Call) string {
+	if call.Transport.Protocol == "stdio" && call.Transport.SessionID != "" {
+		// wrap: the stdio process's lifetime bounds the saga.
+		return "session:" + call.Transport.SessionID
+	}
+	if e.opts.Scope == "session" && call.Transport.SessionID != "" {
+		return "session:" + call.Transport.SessionID
+	}
+	if e.opts.AgentHeader != "" {
+		if v := call.Transport.Headers[http.CanonicalHeaderKey(e.opts.AgentHeader)]; v != "" {
+			return "agent:" + v
+		}
+	}
+	if call.Client.Name != "" {
+		return "agent:" + call.Client.Name
+	}
+	return "agent:default"
+}
+
+// EndScope commits the open saga of a session that ended (a stdio process
+// exited, an MCP session was deleted), once its calls have finished.
+func (e *Engine) EndScope(ctx context.Context, sessionID string) {
+	key := "session:" + sessionID
+	e.mu.Lock()
+	id := e.scopes[key]
+	delete(e.scopes, key)
+	e.mu.Unlock()
+	if id == "" {
+		return
+	}
+	if l, err := e.liveSaga(ctx, id); err == nil {
+		e.commitIfIdle(l, "session ended")
+	}
+}
+
+// armIdle (re)starts a saga's idle-commit timer.
+func (e *Engine) armIdle(l *live) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.s.Status != saga.Open {
+		return
+	}
+	if l.idle != nil {
+		l.idle.Stop()
+	}
+	l.idle = time.AfterFunc(e.opts.IdleCommit, func() { e.commitIfIdle(l, "idle") })
+}
+
+// commitIfIdle commits an open saga once no call of it is in flight.
+func (e *Engine) commitIfIdle(l *live, reason string) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		waitOrDone(e.ctx, &l.inflight)
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.s.Status != saga.Open || e.ctx.Err() != nil {
+			return
+		}
+		if err := e.record(e.ctx, l, saga.Event{Kind: saga.EvCommitted, Reason: reason, By: "engine"}); err != nil {
+			e.log.Error("commit not journaled", "saga", l.s.ID, "err", err)
+			return
+		}
+		e.log.Info("saga committed", "saga", l.s.ID, "steps", len(l.s.Steps), "reason", reason)
+	}()
+}
+
+// explicitSaga reads an explicit saga id from the call's _meta or header.
+func explicitSaga(call *toolcall.Call) string {
+	var id string
+	if meta := call.Meta(); meta != nil {
+		_ = json.Unmarshal(jsonrpc.Member(meta, MetaSaga), &id)
+	}
+	if id == "" {
+		id = call.Transport.Headers["X-Agenthelm-Saga"] // canonical form of X-AgentHelm-Saga
+	}
+	return id
+}
+
+// digest is a canonical digest of a call's arguments: the same JSON value
+// gives the same digest whatever its whitespace.
+func digest(args json.RawMessage) string {
+	var v any
+	if err := json.Unmarshal(args, &v); err != nil {
+		v = string(args)
+	}
+	canon, _ := json.Marshal(v) // maps marshal with sorted keys
+	h := sha256.Sum256(canon)
+	return "sha256:" + hex.EncodeToString(h[:])
+}
+
+// withMeta sets params._meta[key] = value, keeping every other byte.
+func withMeta(params json.RawMessage, key, value string) (json.RawMessage, error) {
+	meta := jsonrpc.Member(params, "_meta")
+	v, _ := jsonrpc.Marshal(value)
+	meta, err := jsonrpc.SetMember(meta, key, v)
+	if err != nil {
+		return nil, err
+	}
+	return jsonrpc.SetMember(params, "_meta", meta)
+}
+
+func toolError(text string) toolcall.Result {
+	b, _ := jsonrpc.Marshal(map[string]any{"content": []map[string]any{{"type": "text", "text": text}}, "isError": true})
+	return toolcall.Result{Result: b}
+}
+
+// sync1 returns f wrapped to run at most once.
+func sync1(f func()) func() {
+	var done bool
+	return func() {
+		if !done {
+			done = true
+			f()
+		}
+	}
+}
+
+// waitOrDone waits for wg or ctx.
+func waitOrDone(ctx context.Context, wg interface{ Wait() }) {
+	ch := make(chan struct{})
+	go func() { wg.Wait(); close(ch) }()
+	select {
+	case <-ch:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,321 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/agenthelm/agenthelm/journal"
+	"github.com/agenthelm/agenthelm/saga"
+	"github.com/agenthelm/agenthelm/toolcall"
+)
+
+// Journal is what the engine needs from the write-ahead journal.
+// *journal.Journal implements it.
+type Journal interface {
+	// Append writes a batch durably; it returns when the batch is on disk
+	// or with an error (then the batch may or may not be on disk).
+	Append(ctx context.Context, b journal.Batch) ([]uint64, error)
+	// Events returns a saga's events in order (journal.ErrNotFound if none).
+	Events(ctx context.Context, saga string) ([]journal.Event, error)
+	// NonTerminal lists the sagas recovery must look at.
+	NonTerminal(ctx context.Context) ([]journal.Head, error)
+}
+
+var _ Journal = (*journal.Journal)(nil)
+
+// Invoker sends agenthelm's own requests (captures, compensations) to an
+// upstream: on the agent session that made the step while it lives, else on
+// a connection of agenthelm's own. The proxy implements it.
+type Invoker interface {
+	Invoke(ctx context.Context, upstream, session, method string, params json.RawMessage) (toolcall.Result, error)
+}
+
+// Rule is what the engine needs to know about one tool.
+type Rule struct {
+	ReadOnly              bool
+	Irreversible          bool
+	Idempotent            bool
+	ErrorsMayLeaveEffects bool
+	// ContinueOnError: a failure of this tool does not unwind the saga.
+	ContinueOnError bool
+	// Compensate undoes the step (nil: none). Its Upstream may be empty,
+	// meaning the step's own upstream.
+	Compensate *saga.Compensator
+	// Capture is a call made before the step whose result the
+	// compensation may use (nil: none).
+	Capture *Capture
+}
+
+// Capture is a pre-image call: a tool and a jq expression over {args}.
+type Capture struct {
+	Tool string
+	Args string
+}
+
+// Rules gives each tool's rule.
+type Rules interface {
+	Rule(upstream, tool string) Rule
+}
+
+// Evaluator builds a tool's arguments from a jq expression over
+// {args, result, capture}. It must return a JSON object.
+type Evaluator func(expr string, args, result, capture json.RawMessage) (json.RawMessage, error)
+
+// Failure kinds that may unwind a saga (config saga.unwind_on).
+const (
+	FailToolError     = "tool_error"
+	FailProtocolError = "protocol_error"
+	FailTimeout       = "timeout"
+	FailUpstreamDown  = "upstream_down"
+)
+
+// Options configure an Engine. Journal, Invoker, Rules and Eval are required.
+type Options struct {
+	Journal Journal
+	Invoker Invoker
+	Rules   Rules
+	Eval    Evaluator
+	Logger  *slog.Logger
+	// Policy is the compensation retry policy.
+	Policy saga.Policy
+	// Scope is "agent" (default: every call of this sidecar's agent is one
+	// saga) or "session" (one saga per MCP session).
+	Scope string
+	// AgentHeader names the HTTP header that identifies the agent when
+	// several agents share agenthelm (empty: clientInfo, then "default").
+	AgentHeader string
+	// IdleCommit commits an open saga with no call in flight for this long.
+	// Zero means 60 s.
+	IdleCommit time.Duration
+	// UnwindOn lists the failures that unwind a saga. Nil means all four.
+	UnwindOn []string
+	// OpenGrace is how long a saga left open by a crash waits for its agent
+	// before it is aborted. Zero means 5 minutes.
+	OpenGrace time.Duration
+	// CallTimeout bounds captures and compensations (zero: 60 s).
+	CallTimeout time.Duration
+	// Now is the clock (tests); nil means time.Now.
+	Now func() time.Time
+}
+
+// Engine turns tool calls into saga steps. It implements
+// toolcall.Interceptor.
+type Engine struct {
+	opts   Options
+	log    *slog.Logger
+	unwind map[string]bool
+	ctx    context.Context // lifetime of background work
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	live   map[string]*live  // saga id -> saga in memory
+	scopes map[string]string // scope key -> open saga id
+	closed bool
+}
+
+// live is a saga held in memory while it is open or unwinding.
+type live struct {
+	mu        sync.Mutex
+	s         *saga.Saga
+	inflight  sync.WaitGroup // forward calls in flight (rule 14)
+	idle      *time.Timer
+	unwinding bool // one unwinder at a time (rule 18)
+	retry     *time.Timer
+	broken    error // the journal refused a write: state is not trusted
+}
+
+var _ toolcall.Interceptor = (*Engine)(nil)
+
+// ErrSagaNotOpen is returned for operations on a saga in the wrong state.
+var ErrSagaNotOpen = errors.New("saga is not open")
+
+// New returns an engine. Call Recover before serving traffic and Close at
+// the end.
+func New(opts Options) *Engine {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.IdleCommit <= 0 {
+		opts.IdleCommit = 60 * time.Second
+	}
+	if opts.OpenGrace <= 0 {
+		opts.OpenGrace = 5 * time.Minute
+	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = 60 * time.Second
+	}
+	if opts.Scope == "" {
+		opts.Scope = "agent"
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	un := map[string]bool{}
+	if opts.UnwindOn == nil {
+		opts.UnwindOn = []string{FailToolError, FailProtocolError, FailTimeout, FailUpstreamDown}
+	}
+	for _, k := range opts.UnwindOn {
+		un[k] = true
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	return &Engine{opts: opts, log: opts.Logger, unwind: un, ctx: ctx, stop: stop,
+		live: map[string]*live{}, scopes: map[string]string{}}
+}
+
+// Close stops timers and background unwinding (which resumes after a
+// restart from the journal) and waits for it.
+func (e *Engine) Close(ctx context.Context) error {
+	e.mu.Lock()
+	e.closed = true
+	for _, l := range e.live {
+		l.mu.Lock()
+		if l.idle != nil {
+			l.idle.Stop()
+		}
+		if l.retry != nil {
+			l.retry.Stop()
+		}
+		l.mu.Unlock()
+	}
+	e.mu.Unlock()
+	e.stop()
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// newSagaID returns a time-ordered, unguessable saga id.
+func (e *Engine) newSagaID() string {
+	var b [5]byte
+	_, _ = rand.Read(b[:])
+	return "s-" + e.opts.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+}
+
+// record journals events for a saga and then applies them to its state,
+// with the saga's head, as one durable batch. The caller holds l.mu.
+func (e *Engine) record(ctx context.Context, l *live, evs ...saga.Event) error {
+	if l.broken != nil {
+		return l.broken
+	}
+	// Apply to a scratch copy first so that the head written with the
+	// events is the state they produce, and the live state changes only
+	// once they are durable.
+	next, err := clone(l.s)
+	if err != nil {
+		return err
+	}
+	batch := journal.Batch{Saga: l.s.ID}
+	for _, ev := range evs {
+		if ev.Time.IsZero() {
+			ev.Time = e.opts.Now()
+		}
+		if err := next.Apply(ev); err != nil {
+			return fmt.Errorf("saga %s: %w", l.s.ID, err)
+		}
+		body, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("encode %s event: %w", ev.Kind, err)
+		}
+		batch.Events = append(batch.Events, journal.Event{Kind: string(ev.Kind), Time: ev.Time, Body: body})
+	}
+	head := headOf(next)
+	batch.Head = &head
+	if _, err := e.opts.Journal.Append(ctx, batch); err != nil {
+		// The events may or may not be on disk: stop trusting this state;
+		// the next use reloads it from the journal.
+		l.broken = fmt.Errorf("journal: %w", err)
+		return l.broken
+	}
+	l.s = next
+	return nil
+}
+
+func clone(s *saga.Saga) (*saga.Saga, error) {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, err
+	}
+	var c saga.Saga
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// headOf derives the journal's listing head from a saga's state.
+func headOf(s *saga.Saga) journal.Head {
+	h := journal.Head{Saga: s.ID, Status: string(s.Status), Scope: s.Scope, Created: s.Created,
+		Updated: s.Updated, Steps: len(s.Steps), Terminal: s.Status.Terminal(), NextAttempt: s.NextAttempt()}
+	seenT, seenU := map[string]bool{}, map[string]bool{}
+	for _, st := range s.Steps {
+		if !seenT[st.Tool] {
+			seenT[st.Tool] = true
+			h.Tools = append(h.Tools, st.Tool)
+		}
+		if !seenU[st.Upstream] {
+			seenU[st.Upstream] = true
+			h.Upstreams = append(h.Upstreams, st.Upstream)
+		}
+	}
+	return h
+}
+
+// Load folds a saga's events from the journal.
+func (e *Engine) Load(ctx context.Context, id string) (*saga.Saga, error) {
+	evs, err := e.opts.Journal.Events(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	s := saga.New(id)
+	for _, je := range evs {
+		var ev saga.Event
+		if err := json.Unmarshal(je.Body, &ev); err != nil {
+			return nil, fmt.Errorf("saga %s event %d: %w", id, je.Seq, err)
+		}
+		if err := s.Apply(ev); err != nil {
+			return nil, fmt.Errorf("saga %s event %d: %w", id, je.Seq, err)
+		}
+	}
+	return s, nil
+}
+
+// liveSaga returns the in-memory saga, loading it from the journal when it
+// is not held (or its state is no longer trusted).
+func (e *Engine) liveSaga(ctx context.Context, id string) (*live, error) {
+	e.mu.Lock()
+	l := e.live[id]
+	e.mu.Unlock()
+	if l != nil {
+		l.mu.Lock()
+		broken := l.broken
+		l.mu.Unlock()
+		if broken == nil {
+			return l, nil
+		}
+	}
+	s, err := e.Load(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if cur := e.live[id]; cur != nil && cur != l {
+		return cur, nil
+	}
+	nl := &live{s: s}
+	e.live[id] = nl
+	return nl, nil
+}

@@ -1,0 +1,144 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/agenthelm/agenthelm/proxy/jsonrpc"
+	"github.com/agenthelm/agenthelm/saga"
+)
+
+// runUnwind drives an aborting saga until Plan has nothing more to do now:
+// it waits for the saga's calls in flight (rule 14), then performs each
+// planned action, journaling before and after (rules 9, 12, 13). Only one
+// goroutine unwinds a saga at a time (rule 18); a second caller returns
+// at once. A scheduled retry re-enters it from a timer.
+func (e *Engine) runUnwind(ctx context.Context, l *live) {
+	l.mu.Lock()
+	if l.unwinding {
+		l.mu.Unlock()
+		return
+	}
+	l.unwinding = true
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.unwinding = false
+		l.mu.Unlock()
+	}()
+
+	waitOrDone(ctx, &l.inflight)
+	for ctx.Err() == nil {
+		l.mu.Lock()
+		acts := l.s.Plan(e.opts.Policy, e.opts.Now())
+		if len(acts) == 0 {
+			l.mu.Unlock()
+			return
+		}
+		a := acts[0]
+		id := l.s.ID
+		var err error
+		switch a.Kind {
+		case saga.ActWait:
+			e.scheduleRetry(l, a.At)
+			l.mu.Unlock()
+			return
+		case saga.ActCompensate:
+			st := l.s.Step(a.Step)
+			err = e.record(ctx, l, saga.Event{Kind: saga.EvCompStarted, Step: a.Step, Attempt: a.Attempt})
+			l.mu.Unlock()
+			if err != nil {
+				break
+			}
+			fin := e.compensate(ctx, id, st, a.Attempt)
+			l.mu.Lock()
+			err = e.record(context.WithoutCancel(ctx), l, fin)
+			l.mu.Unlock()
+			if fin.OK {
+				e.log.Info("step compensated", "saga", id, "step", a.Step, "tool", st.Tool, "by", st.Compensator.Tool)
+			} else {
+				e.log.Warn("compensation failed", "saga", id, "step", a.Step, "tool", st.Tool, "attempt", a.Attempt, "err", fin.Error)
+			}
+		case saga.ActMarkNeedsHuman:
+			err = e.record(ctx, l, saga.Event{Kind: saga.EvCompFinished, Step: a.Step, Status: string(saga.CompNeedsHuman),
+				Error: "the step's outcome is unknown and its compensation needs the result"})
+			l.mu.Unlock()
+		case saga.ActMarkIrreversible:
+			err = e.record(ctx, l, saga.Event{Kind: saga.EvCompFinished, Step: a.Step, Status: string(saga.CompIrreversible),
+				Error: "no compensator: this step cannot be undone"})
+			l.mu.Unlock()
+		case saga.ActSkip:
+			err = e.record(ctx, l, saga.Event{Kind: saga.EvCompFinished, Step: a.Step, Status: string(saga.CompSkipped),
+				Error: "given up after the maximum attempts (continue_past_failure)"})
+			l.mu.Unlock()
+		case saga.ActSetStatus:
+			err = e.record(ctx, l, saga.Event{Kind: saga.EvStatus, Status: string(a.Status), By: "engine"})
+			l.mu.Unlock()
+			switch a.Status {
+			case saga.Stuck:
+				e.log.Error("saga stuck: compensation keeps failing; see `agenthelm sagas show` and `sagas retry`", "saga", id)
+			case saga.NeedsHuman:
+				e.log.Error("saga needs a human: a step's outcome is unknown; see `agenthelm sagas show`", "saga", id)
+			default:
+				e.log.Info("saga finished", "saga", id, "status", a.Status)
+			}
+		default:
+			l.mu.Unlock()
+			err = fmt.Errorf("unknown action %q", a.Kind)
+		}
+		if err != nil {
+			e.log.Error("unwinding stopped: journal write failed; it resumes after a restart", "saga", id, "err", err)
+			return
+		}
+	}
+}
+
+// compensate runs one compensation attempt and returns the event that
+// records how it ended.
+func (e *Engine) compensate(ctx context.Context, sagaID string, st *saga.Step, attempt int) saga.Event {
+	fin := saga.Event{Kind: saga.EvCompFinished, Step: st.N, Attempt: attempt}
+	fail := func(err error) saga.Event {
+		fin.Error = err.Error()
+		fin.NextAttempt = e.opts.Now().Add(e.opts.Policy.Backoff(attempt))
+		return fin
+	}
+	c := st.Compensator
+	args, err := e.opts.Eval(c.Args, st.Args, st.Result, st.Capture)
+	if err != nil {
+		return fail(fmt.Errorf("build %s arguments: %w", c.Tool, err))
+	}
+	key, _ := jsonrpc.Marshal(saga.IdempotencyKey(sagaID, st.N, "compensate"))
+	meta, _ := jsonrpc.SetMember(nil, MetaIdempotencyKey, key)
+	params, _ := jsonrpc.Marshal(map[string]any{"name": c.Tool, "arguments": args, "_meta": meta})
+	cctx, cancel := context.WithTimeout(ctx, e.opts.CallTimeout)
+	defer cancel()
+	res, err := e.opts.Invoker.Invoke(cctx, c.Upstream, st.Session, "tools/call", params)
+	switch {
+	case err != nil:
+		return fail(err)
+	case res.Error != nil:
+		return fail(fmt.Errorf("%s: %s", c.Tool, res.Error.Message))
+	case res.IsToolError():
+		return fail(fmt.Errorf("%s returned an error: %s", c.Tool, resultText(res.Result)))
+	}
+	fin.OK, fin.Result = true, res.Result
+	return fin
+}
+
+// scheduleRetry resumes unwinding at t. The time is also in the journal
+// (the head's next attempt), so a restart keeps the schedule. Caller holds
+// l.mu.
+func (e *Engine) scheduleRetry(l *live, t time.Time) {
+	if l.retry != nil {
+		l.retry.Stop()
+	}
+	d := max(t.Sub(e.opts.Now()), 0)
+	l.retry = time.AfterFunc(d, func() {
+		e.wg.Add(1)
+		defer e.wg.Done()
+		if e.ctx.Err() == nil {
+			e.runUnwind(e.ctx, l)
+		}
+	})
+}

@@ -1,0 +1,78 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/agenthelm/agenthelm/internal/buildinfo"
+	"github.com/agenthelm/agenthelm/proxy/jsonrpc"
+	"github.com/agenthelm/agenthelm/toolcall"
+)
+
+// Invoke sends a request of agenthelm's own to an upstream: a capture or a
+// compensation. It uses the agent session sessionID while that session
+// lives (a stdio upstream's state lives in that session's process), and
+// otherwise the upstream's operator session, which agenthelm opens itself
+// (after a restart, or once the agent is gone).
+func (p *Proxy) Invoke(ctx context.Context, upstreamName, sessionID, method string, params json.RawMessage) (toolcall.Result, error) {
+	if s := p.session(sessionID); s != nil && s.upstream == upstreamName {
+		res, err := s.Call(ctx, method, params)
+		if !errors.Is(err, errSessionFinished) {
+			return res, err
+		}
+	}
+	s, err := p.operatorSession(ctx, upstreamName)
+	if err != nil {
+		return toolcall.Result{}, fmt.Errorf("%w: %w", toolcall.ErrNotSent, err)
+	}
+	return s.Call(ctx, method, params)
+}
+
+// operatorSession returns agenthelm's own session with an upstream,
+// opening it (initialize handshake included) on first use.
+func (p *Proxy) operatorSession(ctx context.Context, upstreamName string) (*Session, error) {
+	if _, ok := p.opts.Upstreams[upstreamName]; !ok {
+		return nil, p.unknownUpstream(upstreamName)
+	}
+	p.opMu.Lock()
+	defer p.opMu.Unlock()
+	p.mu.Lock()
+	s := p.operators[upstreamName]
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		return nil, errProxyClosed
+	}
+	if s != nil {
+		return s, nil
+	}
+	s = newSession(p, "operator-"+upstreamName, upstreamName, "operator", false)
+	if err := s.dial(ctx); err != nil {
+		return nil, err
+	}
+	params, _ := jsonrpc.Marshal(map[string]any{
+		"protocolVersion": "2025-11-25",
+		"capabilities":    map[string]any{},
+		"clientInfo":      map[string]any{"name": "agenthelm", "version": buildinfo.Get().Version},
+	})
+	res, err := s.Call(ctx, "initialize", params)
+	if err == nil && res.Error != nil {
+		err = res.Error
+	}
+	if err != nil {
+		_ = s.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("initialize operator session with upstream %q: %w", upstreamName, err)
+	}
+	if err := s.conn.Send(ctx, jsonrpc.NewNotification("notifications/initialized", nil), s.sendOptions(nil, nil)); err != nil {
+		_ = s.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("initialize operator session with upstream %q: %w", upstreamName, err)
+	}
+	s.onClose = p.forget
+	p.mu.Lock()
+	p.operators[upstreamName] = s
+	p.mu.Unlock()
+	s.log.Info("operator session opened")
+	return s, nil
+}
