@@ -267,7 +267,8 @@ func (e *Engine) scopeKey(call *toolcall.Call) string {
 }
 
 // EndScope commits the open saga of a session that ended (a stdio process
-// exited, an MCP session was deleted), once its calls have finished.
+// exited, an MCP session was deleted) once its calls have finished. It
+// returns when the commit is journaled.
 func (e *Engine) EndScope(ctx context.Context, sessionID string) {
 	key := "session:" + sessionID
 	e.mu.Lock()
@@ -278,7 +279,7 @@ func (e *Engine) EndScope(ctx context.Context, sessionID string) {
 		return
 	}
 	if l, err := e.liveSaga(ctx, id); err == nil {
-		e.commitIfIdle(l, "session ended")
+		e.commitWhenIdle(ctx, l, "session ended")
 	}
 }
 
@@ -292,26 +293,29 @@ func (e *Engine) armIdle(l *live) {
 	if l.idle != nil {
 		l.idle.Stop()
 	}
-	l.idle = time.AfterFunc(e.opts.IdleCommit, func() { e.commitIfIdle(l, "idle") })
+	l.idle = time.AfterFunc(e.opts.IdleCommit, func() {
+		e.wg.Add(1)
+		defer e.wg.Done()
+		e.commitWhenIdle(e.ctx, l, "idle")
+	})
 }
 
-// commitIfIdle commits an open saga once no call of it is in flight.
-func (e *Engine) commitIfIdle(l *live, reason string) {
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		waitOrDone(e.ctx, &l.inflight)
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		if l.s.Status != saga.Open || e.ctx.Err() != nil {
-			return
-		}
-		if err := e.record(e.ctx, l, saga.Event{Kind: saga.EvCommitted, Reason: reason, By: "engine"}); err != nil {
-			e.log.Error("commit not journaled", "saga", l.s.ID, "err", err)
-			return
-		}
-		e.log.Info("saga committed", "saga", l.s.ID, "steps", len(l.s.Steps), "reason", reason)
-	}()
+// commitWhenIdle commits an open saga once no call of it is in flight.
+func (e *Engine) commitWhenIdle(ctx context.Context, l *live, reason string) {
+	waitOrDone(ctx, &l.inflight)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.s.Status != saga.Open || ctx.Err() != nil {
+		return
+	}
+	if l.idle != nil {
+		l.idle.Stop()
+	}
+	if err := e.record(context.WithoutCancel(ctx), l, saga.Event{Kind: saga.EvCommitted, Reason: reason, By: "engine"}); err != nil {
+		e.log.Error("commit not journaled", "saga", l.s.ID, "err", err)
+		return
+	}
+	e.log.Info("saga committed", "saga", l.s.ID, "steps", len(l.s.Steps), "reason", reason)
 }
 
 // explicitSaga reads an explicit saga id from the call's _meta or header.

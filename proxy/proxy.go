@@ -40,6 +40,10 @@ type Options struct {
 	// Transport.Headers (for example the agent identity header). The saga
 	// header X-AgentHelm-Saga and trace context are always copied.
 	CallHeaders []string
+	// OnSessionEnd, if set, is called after an agent session ended (DELETE,
+	// its stdio process exiting, idleness, its upstream dying), so the saga
+	// engine can commit a session-scoped saga.
+	OnSessionEnd func(ctx context.Context, sessionID string)
 }
 
 // Proxy relays MCP traffic between agents and upstream servers.
@@ -176,6 +180,9 @@ func (p *Proxy) closeSession(ctx context.Context, s *Session) error {
 	p.forget(s)
 	err := s.Close(ctx)
 	s.log.Info("session closed")
+	if p.opts.OnSessionEnd != nil && !s.shared && s.door != "operator" {
+		p.opts.OnSessionEnd(ctx, s.id)
+	}
 	return err
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/agenthelm/agenthelm/admin"
 	"github.com/agenthelm/agenthelm/config"
 	"github.com/agenthelm/agenthelm/proxy"
 	"github.com/spf13/cobra"
@@ -66,28 +67,33 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	p := proxy.New(proxy.Options{
-		Upstreams:    specs,
-		Logger:       log,
-		MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes),
-		CallTimeout:  time.Duration(cfg.Limits.CallTimeout),
-	})
+	st, err := openStack(ctx, cfg, log, specs)
+	if err != nil {
+		return err
+	}
+	token, err := admin.LoadOrCreateToken(cfg.Admin.Token, cfg.Admin.TokenFile, cfg.Journal.Dir)
+	if err != nil {
+		_ = st.Close(ctx)
+		return err
+	}
 	if len(specs) == 0 {
 		log.Warn("no upstreams configured: the MCP front door will answer 404 until some are added to the config")
 	}
 
 	mcpLn, err := listen(cfg.Listen.MCP, "listen.mcp")
 	if err != nil {
+		_ = st.Close(ctx)
 		return err
 	}
 	adminLn, err := listen(cfg.Listen.Admin, "listen.admin")
 	if err != nil {
 		mcpLn.Close()
+		_ = st.Close(ctx)
 		return err
 	}
 	servers := []*http.Server{
-		newHTTPServer(p.Handler(), log),
-		newHTTPServer(adminHandler(p), log),
+		newHTTPServer(st.proxy.Handler(), log),
+		newHTTPServer(admin.Handler(admin.Options{Token: token, Engine: st.engine, Journal: st.journal, Logger: log}), log),
 	}
 	errc := make(chan error, len(servers))
 	for i, ln := range []net.Listener{mcpLn, adminLn} {
@@ -122,7 +128,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		close(done)
 	}()
-	_ = p.Close(sctx)
+	_ = st.Close(sctx)
 	<-done
 	log.Info("stopped")
 	return runErr
@@ -145,16 +151,6 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	}
 }
 
-// adminHandler serves health checks. (The admin API grows here.)
-func adminHandler(p *proxy.Proxy) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintln(w, `{"status":"ok"}`)
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintln(w, `{"status":"ready"}`)
-	})
-	return mux
-}
+// adminHandler serves only health checks; the demo uses it until it runs
+// on the full stack.
+func adminHandler(*proxy.Proxy) http.Handler { return admin.Handler(admin.Options{}) }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 )
 
 // Marshal encodes v as compact JSON without HTML escaping, so that strings
@@ -53,7 +55,7 @@ func NewNotification(method string, params json.RawMessage) *Message {
 
 // NewResponse builds a success response frame.
 func NewResponse(id json.RawMessage, result json.RawMessage) *Message {
-	if result == nil {
+	if len(result) == 0 {
 		result = json.RawMessage("{}")
 	}
 	raw, err := Marshal(wireResponse{JSONRPC: "2.0", ID: id, Result: result})
@@ -64,7 +66,8 @@ func NewResponse(id json.RawMessage, result json.RawMessage) *Message {
 }
 
 // NewErrorResponse builds an error response frame. A nil id is written as
-// null, as JSON-RPC requires when the request's id could not be read.
+// null, as JSON-RPC requires when the request's id could not be read, and
+// the Message's ID is then null too, as Parse would give it.
 func NewErrorResponse(id json.RawMessage, e *Error) *Message {
 	wid := id
 	if wid == nil {
@@ -74,7 +77,7 @@ func NewErrorResponse(id json.RawMessage, e *Error) *Message {
 	if err != nil {
 		panic(fmt.Sprintf("jsonrpc: encode error response: %v", err))
 	}
-	return &Message{Raw: raw, Kind: KindErrorResponse, ID: id, Error: e}
+	return &Message{Raw: raw, Kind: KindErrorResponse, ID: wid, Error: e}
 }
 
 // WithID returns a copy of m whose id is replaced by id. Only the id's bytes
@@ -95,36 +98,83 @@ func WithID(m *Message, id json.RawMessage) (*Message, error) {
 	return out, nil
 }
 
-// memberSpan finds the byte span of the value of a top-level member of the
-// JSON object in raw.
-func memberSpan(raw []byte, name string) (start, end int, err error) {
+// errAmbiguousMember: an object has a member twice, or also under a name
+// that differs only in case. JSON.parse keeps the last of equal names and
+// Go's encoding/json also matches names case-insensitively, so readers
+// would disagree about its value.
+var errAmbiguousMember = errors.New("ambiguous member: the name appears more than once, or in another case")
+
+// member is a top-level member of a JSON object and the span of its value.
+type member struct {
+	name       string
+	start, end int
+}
+
+// members lists the top-level members of the JSON object in raw, which
+// must be exactly one object.
+func members(raw []byte) ([]member, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	tok, err := dec.Token()
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return 0, 0, errors.New("not a JSON object")
+		return nil, errors.New("not a JSON object")
 	}
+	var out []member
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return 0, 0, err
+			return nil, err
 		}
 		key, _ := tok.(string)
 		var val json.RawMessage
 		if err := dec.Decode(&val); err != nil {
-			return 0, 0, err
+			return nil, err
 		}
-		if key == name {
-			end := int(dec.InputOffset())
-			return end - len(val), end, nil
-		}
+		end := int(dec.InputOffset())
+		out = append(out, member{name: key, start: end - len(val), end: end})
 	}
-	return 0, 0, fmt.Errorf("no member %q", name)
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the JSON object")
+	}
+	return out, nil
 }
 
-// Member returns the raw value of a top-level member of a JSON object, or nil.
+// memberSpan finds the byte span of the value of a top-level member of the
+// JSON object in raw. It fails with errAmbiguousMember when another member's
+// name equals name case-insensitively.
+func memberSpan(raw []byte, name string) (start, end int, err error) {
+	ms, err := members(raw)
+	if err != nil {
+		return 0, 0, err
+	}
+	return findMember(ms, name)
+}
+
+func findMember(ms []member, name string) (start, end int, err error) {
+	found := -1
+	for i, m := range ms {
+		if !strings.EqualFold(m.name, name) {
+			continue
+		}
+		if found >= 0 || m.name != name {
+			return 0, 0, fmt.Errorf("member %q: %w", name, errAmbiguousMember)
+		}
+		found = i
+	}
+	if found < 0 {
+		return 0, 0, fmt.Errorf("no member %q", name)
+	}
+	return ms[found].start, ms[found].end, nil
+}
+
+// Member returns the raw value of a top-level member of a JSON object, or
+// nil. It returns nil as well when the member is ambiguous: present twice,
+// or also under a name that differs only in case.
 func Member(obj json.RawMessage, name string) json.RawMessage {
 	if len(obj) == 0 {
 		return nil
@@ -138,20 +188,26 @@ func Member(obj json.RawMessage, name string) json.RawMessage {
 
 // SetMember returns a copy of the JSON object obj with member name set to
 // value. An existing member's value is replaced in place; a new member is
-// appended. obj may be nil or empty, meaning {}.
+// appended. obj may be nil or empty, meaning {}. It fails when obj is not
+// one JSON object, or when the member is ambiguous (see Member).
 func SetMember(obj json.RawMessage, name string, value json.RawMessage) (json.RawMessage, error) {
 	obj = bytes.TrimSpace(obj)
 	if len(obj) == 0 || isNull(obj) {
 		obj = json.RawMessage("{}")
 	}
-	if start, end, err := memberSpan(obj, name); err == nil {
+	ms, err := members(obj)
+	if err != nil {
+		return nil, err
+	}
+	start, end, err := findMember(ms, name)
+	if err == nil {
 		out := make([]byte, 0, len(obj)+len(value))
 		out = append(out, obj[:start]...)
 		out = append(out, value...)
 		return append(out, obj[end:]...), nil
 	}
-	if obj[0] != '{' {
-		return nil, errors.New("not a JSON object")
+	if errors.Is(err, errAmbiguousMember) {
+		return nil, err
 	}
 	key, _ := Marshal(name)
 	body := bytes.TrimSpace(obj[1 : len(obj)-1])

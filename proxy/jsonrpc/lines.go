@@ -56,7 +56,8 @@ func (lr *LineReader) Next() ([]byte, error) {
 			}
 			break
 		}
-		if tooLarge {
+		// The limit is on the frame, without its line ending.
+		if tooLarge || len(bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))) > lr.limit {
 			return nil, fmt.Errorf("%w (%d bytes)", ErrFrameTooLarge, lr.limit)
 		}
 		line = bytes.TrimSpace(line)

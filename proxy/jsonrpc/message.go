@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Kind says what a frame is.
@@ -67,8 +68,9 @@ func (m *Message) IsResponse() bool { return m.Kind == KindResponse || m.Kind ==
 func (m *Message) IDKey() string { return IDKey(m.ID) }
 
 // IDKey returns a canonical map key for a raw id: strings are decoded (so
-// escapes do not matter) and prefixed with "s:", numbers are normalized and
-// prefixed with "n:".
+// escapes do not matter) and prefixed with "s:", numbers are normalized
+// exactly (1, 1.0, 1e0 and 10e-1 are one key; two different numbers never
+// share one, however many digits they have) and prefixed with "n:".
 func IDKey(id json.RawMessage) string {
 	id = bytes.TrimSpace(id)
 	if len(id) == 0 {
@@ -81,10 +83,45 @@ func IDKey(id json.RawMessage) string {
 		}
 		return "s:" + string(id)
 	}
-	if f, err := strconv.ParseFloat(string(id), 64); err == nil && f == float64(int64(f)) {
-		return "n:" + strconv.FormatInt(int64(f), 10)
+	if n, ok := canonicalNumber(string(id)); ok {
+		return "n:" + n
 	}
 	return "n:" + string(id)
+}
+
+// canonicalNumber writes the JSON number s exactly, in one form per value:
+// an integer up to 10^21 in plain digits ("1000"), anything else as
+// digits and a decimal exponent without trailing zeros ("15e-1" for 1.5).
+func canonicalNumber(s string) (string, bool) {
+	sign := ""
+	if strings.HasPrefix(s, "-") {
+		sign, s = "-", s[1:]
+	}
+	mant, expPart, hasExp := strings.Cut(strings.ToLower(s), "e")
+	intPart, frac, _ := strings.Cut(mant, ".")
+	if intPart == "" || strings.Trim(intPart+frac, "0123456789") != "" {
+		return "", false
+	}
+	exp := 0
+	if hasExp {
+		e, err := strconv.Atoi(expPart)
+		if err != nil || e > 1<<30 || e < -(1<<30) {
+			return "", false
+		}
+		exp = e
+	}
+	digits := strings.TrimLeft(intPart+frac, "0")
+	exp -= len(frac)
+	trimmed := strings.TrimRight(digits, "0")
+	exp += len(digits) - len(trimmed)
+	digits = trimmed
+	switch {
+	case digits == "":
+		return "0", true
+	case exp >= 0 && len(digits)+exp <= 21:
+		return sign + digits + strings.Repeat("0", exp), true
+	}
+	return sign + digits + "e" + strconv.Itoa(exp), true
 }
 
 // Error is a JSON-RPC error object.
@@ -133,6 +170,11 @@ func Parse(raw []byte) (*Message, *Error) {
 		return nil, Errorf(CodeInvalidRequest, "invalid request: JSON-RPC batches are not supported")
 	default:
 		return nil, Errorf(CodeInvalidRequest, "invalid request: a message must be a JSON object")
+	}
+	if ms, err := members(raw); err != nil {
+		return nil, Errorf(CodeInvalidRequest, "invalid request: %v", err)
+	} else if name := repeatedMember(ms); name != "" {
+		return nil, Errorf(CodeInvalidRequest, "invalid request: member %q appears more than once (names match case-insensitively)", name)
 	}
 	var env envelope
 	if err := json.Unmarshal(raw, &env); err != nil {
@@ -190,6 +232,29 @@ func Parse(raw []byte) (*Message, *Error) {
 		return idOnly(), Errorf(CodeInvalidRequest, "invalid request: a message needs a method, a result or an error")
 	}
 	return m, nil
+}
+
+// envelopeMembers are the members Parse routes on. Go's encoding/json
+// matches them case-insensitively, and readers differ on which of two equal
+// names wins, so Parse refuses a frame that has one of them twice in any
+// case: the proxy must see the message the server will see.
+var envelopeMembers = []string{"jsonrpc", "id", "method", "params", "result", "error"}
+
+// repeatedMember returns the envelope member that appears more than once
+// (case-insensitively) in ms, or "".
+func repeatedMember(ms []member) string {
+	for _, name := range envelopeMembers {
+		n := 0
+		for _, m := range ms {
+			if strings.EqualFold(m.name, name) {
+				n++
+			}
+		}
+		if n > 1 {
+			return name
+		}
+	}
+	return ""
 }
 
 func isNull(b json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(b), []byte("null")) }
