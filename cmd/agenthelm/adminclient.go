@@ -28,7 +28,11 @@ type adminClient struct {
 
 func newAdminClient(cfg *config.Config) *adminClient {
 	token, _ := admin.ReadToken(cfg.Admin.Token, cfg.Admin.TokenFile, cfg.Journal.Dir)
-	return &adminClient{base: "http://" + cfg.Listen.Admin, token: token, http: &http.Client{Timeout: 5 * time.Minute}}
+	addr := cfg.Listen.Admin
+	if rf, ok := readRunFile(cfg.Journal.Dir); ok {
+		addr = rf.Admin
+	}
+	return &adminClient{base: "http://" + addr, token: token, http: &http.Client{Timeout: 5 * time.Minute}}
 }
 
 // do sends a request and decodes a JSON answer into out. It returns

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/agenthelm/agenthelm/admin"
@@ -107,6 +108,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			errc <- nil
 		}()
 	}
+
+	if err := writeRunFile(cfg.Journal.Dir, runFile{PID: os.Getpid(), MCP: mcpLn.Addr().String(), Admin: adminLn.Addr().String()}); err != nil {
+		log.Warn("could not record the sidecar's addresses for the CLI", "err", err)
+	}
+	defer removeRunFile(cfg.Journal.Dir)
 
 	var runErr error
 	select {
