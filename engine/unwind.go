@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -104,26 +105,44 @@ func (e *Engine) compensate(ctx context.Context, sagaID string, st *saga.Step, a
 		return fin
 	}
 	c := st.Compensator
-	args, err := e.opts.Eval(c.Args, st.Args, st.Result, st.Capture)
-	if err != nil {
-		return fail(fmt.Errorf("build %s arguments: %w", c.Tool, err))
+	actions := append([]saga.Call{{Tool: c.Tool, Args: c.Args}}, c.Then...)
+	for i, a := range actions {
+		res, err := e.invokeCompensation(ctx, sagaID, st, i, a)
+		if err != nil {
+			return fail(err)
+		}
+		fin.Result = res
 	}
-	key, _ := jsonrpc.Marshal(saga.IdempotencyKey(sagaID, st.N, "compensate"))
+	fin.OK = true
+	return fin
+}
+
+// invokeCompensation runs the i-th call of a step's compensation under its
+// own idempotency key, derived from the saga, the step and i only (rule 12).
+func (e *Engine) invokeCompensation(ctx context.Context, sagaID string, st *saga.Step, i int, a saga.Call) (json.RawMessage, error) {
+	args, err := e.opts.Eval(a.Args, st.Args, st.Result, st.Capture)
+	if err != nil {
+		return nil, fmt.Errorf("build %s arguments: %w", a.Tool, err)
+	}
+	purpose := "compensate"
+	if i > 0 {
+		purpose = fmt.Sprintf("compensate/%d", i)
+	}
+	key, _ := jsonrpc.Marshal(saga.IdempotencyKey(sagaID, st.N, purpose))
 	meta, _ := jsonrpc.SetMember(nil, MetaIdempotencyKey, key)
-	params, _ := jsonrpc.Marshal(map[string]any{"name": c.Tool, "arguments": args, "_meta": meta})
+	params, _ := jsonrpc.Marshal(map[string]any{"name": a.Tool, "arguments": args, "_meta": meta})
 	cctx, cancel := context.WithTimeout(ctx, e.opts.CallTimeout)
 	defer cancel()
-	res, err := e.opts.Invoker.Invoke(cctx, c.Upstream, st.Session, "tools/call", params)
+	res, err := e.opts.Invoker.Invoke(cctx, st.Compensator.Upstream, st.Session, "tools/call", params)
 	switch {
 	case err != nil:
-		return fail(err)
+		return nil, err
 	case res.Error != nil:
-		return fail(fmt.Errorf("%s: %s", c.Tool, res.Error.Message))
+		return nil, fmt.Errorf("%s: %s", a.Tool, res.Error.Message)
 	case res.IsToolError():
-		return fail(fmt.Errorf("%s returned an error: %s", c.Tool, resultText(res.Result)))
+		return nil, fmt.Errorf("%s returned an error: %s", a.Tool, resultText(res.Result))
 	}
-	fin.OK, fin.Result = true, res.Result
-	return fin
+	return res.Result, nil
 }
 
 // scheduleRetry resumes unwinding at t. The time is also in the journal

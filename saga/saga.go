@@ -77,9 +77,21 @@ type Compensator struct {
 	Upstream string `json:"upstream"`
 	Tool     string `json:"tool"`
 	Args     string `json:"args"`
-	// NeedsResult: the expression reads .result, so it cannot be built for
-	// a step whose result is unknown (rule 11).
+	// NeedsResult: an expression reads .result, so the compensation cannot
+	// be built for a step whose result is unknown (rule 11).
 	NeedsResult bool `json:"needs_result,omitempty"`
+	// Then are further calls on the same upstream, run in order after the
+	// first one succeeded, for undos that take more than one call (for
+	// example re-creating entities, then their relations). Each has its own
+	// idempotency key, so a retried compensation does not repeat the ones
+	// that already ran.
+	Then []Call `json:"then,omitempty"`
+}
+
+// Call is one further call of a compensation.
+type Call struct {
+	Tool string `json:"tool"`
+	Args string `json:"args"`
 }
 
 // Intent is what is journaled before a step's call is forwarded (rule 1).
