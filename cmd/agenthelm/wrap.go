@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/agenthelm/agenthelm/config"
 	"github.com/agenthelm/agenthelm/proxy"
 	"github.com/agenthelm/agenthelm/proxy/upstream"
 	"github.com/spf13/cobra"
@@ -62,14 +67,25 @@ Logs go to stderr; stdout carries only MCP frames.`,
 			default:
 				return errors.New("wrap: missing the server to wrap: agenthelm wrap -- CMD [ARGS...] or agenthelm wrap --upstream NAME")
 			}
-			p := proxy.New(proxy.Options{
-				Upstreams:    map[string]upstream.Spec{spec.Name: spec},
-				Logger:       log,
-				MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes),
-				CallTimeout:  time.Duration(cfg.Limits.CallTimeout),
-			})
-			defer p.Close(cmd.Context()) //nolint:errcheck
-			return p.ServeStdio(cmd.Context(), spec.Name, g.stdin, g.stdout, time.Duration(cfg.Limits.ShutdownGrace))
+			ctx := cmd.Context()
+			grace := time.Duration(cfg.Limits.ShutdownGrace)
+			specs := map[string]upstream.Spec{spec.Name: spec}
+			if upstreamName != "" {
+				// The sidecar journals and unwinds; this is only a bridge.
+				p := proxy.New(proxy.Options{Upstreams: specs, Logger: log, MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes)})
+				defer p.Close(context.WithoutCancel(ctx)) //nolint:errcheck
+				return p.ServeStdio(ctx, spec.Name, g.stdin, g.stdout, grace)
+			}
+			cfg.Journal.Dir = wrapDataDir(cfg, spec.Name, args)
+			log.Info("wrapping", "upstream", spec.Name, "journal", cfg.Journal.Dir)
+			st, err := openStack(ctx, cfg, log, specs)
+			if err != nil {
+				return err
+			}
+			serveErr := st.proxy.ServeStdio(ctx, spec.Name, g.stdin, g.stdout, grace)
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+			defer cancel()
+			return errors.Join(serveErr, st.Close(cctx))
 		},
 	}
 	cmd.Flags().StringVar(&upstreamName, "upstream", "", "bridge to this upstream of a running sidecar")
@@ -105,4 +121,25 @@ func nameFromCommand(args []string) string {
 		return "upstream"
 	}
 	return b.String()
+}
+
+// wrapDataDir is the journal directory of a standalone wrap: one per
+// wrapped command (Badger allows one process per directory), under
+// journal.dir when it was configured, else under the user's state
+// directory, since an agent may start wrap from any working directory.
+func wrapDataDir(cfg *config.Config, name string, argv []string) string {
+	h := sha256.Sum256([]byte(strings.Join(argv, "\x00")))
+	leaf := name + "-" + hex.EncodeToString(h[:4])
+	if cfg.Journal.Dir != config.Default().Journal.Dir {
+		return filepath.Join(cfg.Journal.Dir, "wrap", leaf)
+	}
+	base := os.Getenv("XDG_STATE_HOME")
+	if base == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			base = filepath.Join(home, ".local", "state")
+		} else {
+			base = os.TempDir()
+		}
+	}
+	return filepath.Join(base, "agenthelm", "wrap", leaf)
 }
