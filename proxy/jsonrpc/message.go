@@ -90,7 +90,7 @@ func IDKey(id json.RawMessage) string {
 }
 
 // canonicalNumber writes the JSON number s exactly, in one form per value:
-// an integer up to 10^21 in plain digits ("1000"), anything else as
+// an integer of up to 21 digits in plain digits ("1000"), anything else as
 // digits and a decimal exponent without trailing zeros ("15e-1" for 1.5).
 func canonicalNumber(s string) (string, bool) {
 	sign := ""
@@ -171,10 +171,12 @@ func Parse(raw []byte) (*Message, *Error) {
 	default:
 		return nil, Errorf(CodeInvalidRequest, "invalid request: a message must be a JSON object")
 	}
-	if ms, err := members(raw); err != nil {
+	ms, err := members(raw)
+	if err == nil {
+		err = checkEnvelopeNames(ms)
+	}
+	if err != nil {
 		return nil, Errorf(CodeInvalidRequest, "invalid request: %v", err)
-	} else if name := repeatedMember(ms); name != "" {
-		return nil, Errorf(CodeInvalidRequest, "invalid request: member %q appears more than once (names match case-insensitively)", name)
 	}
 	var env envelope
 	if err := json.Unmarshal(raw, &env); err != nil {
@@ -222,6 +224,9 @@ func Parse(raw []byte) (*Message, *Error) {
 		m.Kind = KindResponse
 		m.Result = env.Result
 	case env.Error != nil:
+		if env.ID == nil {
+			return nil, Errorf(CodeInvalidRequest, "invalid request: a response needs an id (null when unknown)")
+		}
 		var e Error
 		if err := json.Unmarshal(env.Error, &e); err != nil || isNull(env.Error) {
 			return idOnly(), Errorf(CodeInvalidRequest, "invalid request: error must be an object with a code and a message")
@@ -234,27 +239,30 @@ func Parse(raw []byte) (*Message, *Error) {
 	return m, nil
 }
 
-// envelopeMembers are the members Parse routes on. Go's encoding/json
-// matches them case-insensitively, and readers differ on which of two equal
-// names wins, so Parse refuses a frame that has one of them twice in any
-// case: the proxy must see the message the server will see.
+// envelopeMembers are the members Parse routes on. Readers differ on which
+// of two equal names wins, and Go's encoding/json matches names
+// case-insensitively, so Parse refuses a frame that has one of them twice
+// or in another case: the proxy must read the message the server will.
 var envelopeMembers = []string{"jsonrpc", "id", "method", "params", "result", "error"}
 
-// repeatedMember returns the envelope member that appears more than once
-// (case-insensitively) in ms, or "".
-func repeatedMember(ms []member) string {
+// checkEnvelopeNames reports an envelope member that appears more than once
+// or in another case (JSON-RPC member names are case-sensitive).
+func checkEnvelopeNames(ms []member) error {
 	for _, name := range envelopeMembers {
 		n := 0
 		for _, m := range ms {
-			if strings.EqualFold(m.name, name) {
-				n++
+			if !strings.EqualFold(m.name, name) {
+				continue
+			}
+			if m.name != name {
+				return fmt.Errorf("member %q must be written %q", m.name, name)
+			}
+			if n++; n > 1 {
+				return fmt.Errorf("member %q appears more than once", name)
 			}
 		}
-		if n > 1 {
-			return name
-		}
 	}
-	return ""
+	return nil
 }
 
 func isNull(b json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(b), []byte("null")) }

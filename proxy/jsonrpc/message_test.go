@@ -68,6 +68,7 @@ func TestParse(t *testing.T) {
 		{name: "error null", in: `{"jsonrpc":"2.0","id":1,"error":null}`, id: `1`, code: CodeInvalidRequest},
 		{name: "error not an object", in: `{"jsonrpc":"2.0","id":1,"error":"bad"}`, id: `1`, code: CodeInvalidRequest},
 		{name: "error code not an integer", in: `{"jsonrpc":"2.0","id":1,"error":{"code":1.5,"message":"x"}}`, id: `1`, code: CodeInvalidRequest},
+		{name: "error response without id", in: `{"jsonrpc":"2.0","error":{"code":-32700,"message":"x"}}`, code: CodeInvalidRequest},
 		{name: "nothing to do", in: `{"jsonrpc":"2.0","id":1}`, id: `1`, code: CodeInvalidRequest},
 		{name: "empty object", in: `{}`, code: CodeInvalidRequest},
 
@@ -80,6 +81,11 @@ func TestParse(t *testing.T) {
 		{name: "duplicate id", in: `{"jsonrpc":"2.0","id":1,"id":2,"method":"m"}`, code: CodeInvalidRequest},
 		{name: "duplicate params", in: `{"jsonrpc":"2.0","id":1,"method":"m","params":{},"Params":{}}`, code: CodeInvalidRequest},
 		{name: "version in other case", in: `{"jsonrpc":"1.0","JSONRPC":"2.0","id":1,"method":"m"}`, code: CodeInvalidRequest},
+		{name: "id in other case", in: `{"jsonrpc":"2.0","ID":1,"method":"m"}`, code: CodeInvalidRequest},
+		{name: "version name in other case", in: `{"jsonrpC":"2.0","id":1,"result":{}}`, code: CodeInvalidRequest},
+		{name: "method name folded", in: "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"\u006Dethod\":\"x\"}", code: CodeInvalidRequest},
+		{name: "long s folds to s", in: "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"param\u017F\":{}}", code: CodeInvalidRequest},
+		{name: "near miss is another member", in: `{"jsonrpc":"2.0","id":1,"method":"m","methods":1,"_id":2}`, kind: KindRequest, method: "m", id: `1`},
 		{name: "duplicate unknown member", in: `{"jsonrpc":"2.0","id":1,"method":"m","x":1,"x":2}`, kind: KindRequest, method: "m", id: `1`},
 	}
 	for _, tt := range tests {
