@@ -30,11 +30,16 @@ func (s *Session) interceptToolCall(ctx context.Context, r *request, msg *jsonrp
 	defer r.cancel()
 	key := jsonrpc.IDKey(r.upID)
 
-	var params struct {
-		Name      string          `json:"name"`
-		Arguments json.RawMessage `json:"arguments"`
+	params, perr := toolCallParams(msg.Params)
+	if perr != nil {
+		s.mu.Lock()
+		if cur := s.pending[key]; cur == r {
+			s.deleteLocked(key, r)
+		}
+		s.mu.Unlock()
+		s.answer(r.out, jsonrpc.NewErrorResponse(r.agentID, perr))
+		return
 	}
-	_ = json.Unmarshal(msg.Params, &params)
 	s.mu.Lock()
 	pv, client := s.protocolVersion, s.client
 	s.mu.Unlock()
@@ -246,4 +251,35 @@ func (p *Proxy) selectedHeaders(hdr http.Header) map[string]string {
 		}
 	}
 	return out
+}
+
+type callParams struct {
+	Name      string
+	Arguments json.RawMessage
+}
+
+// toolCallParams reads a tools/call's name and arguments the way every
+// server will: a member present twice, or also in another case, is refused
+// (encoding/json matches names case-insensitively and keeps the last, Node
+// keeps the last exact one), so a policy never sees another tool or other
+// arguments than the server runs.
+func toolCallParams(params json.RawMessage) (callParams, *jsonrpc.Error) {
+	var p callParams
+	invalid := func(format string, args ...any) (callParams, *jsonrpc.Error) {
+		return p, jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "invalid params: "+format, args...)
+	}
+	name, err := jsonrpc.Lookup(params, "name")
+	if err != nil {
+		return invalid("tools/call name: %v", err)
+	}
+	if name == nil || json.Unmarshal(name, &p.Name) != nil || p.Name == "" {
+		return invalid("tools/call needs a \"name\" string")
+	}
+	if p.Arguments, err = jsonrpc.Lookup(params, "arguments"); err != nil {
+		return invalid("tools/call arguments: %v", err)
+	}
+	if _, err := jsonrpc.Lookup(params, "_meta"); err != nil {
+		return invalid("tools/call _meta: %v", err)
+	}
+	return p, nil
 }

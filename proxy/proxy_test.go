@@ -409,3 +409,28 @@ func TestHTTPDoorWithOfficialClient(t *testing.T) {
 		t.Errorf("interceptor calls = %+v", calls)
 	}
 }
+
+func TestToolCallParamsRefuseAmbiguity(t *testing.T) {
+	tests := []struct {
+		params string
+		ok     bool
+		name   string
+	}{
+		{`{"name":"echo","arguments":{"a":1}}`, true, "echo"},
+		{`{"name":"delete_file","Name":"read_file"}`, false, ""},
+		{`{"name":"a","name":"b"}`, false, ""},
+		{`{"name":"a","arguments":{},"Arguments":{"x":1}}`, false, ""},
+		{`{"name":"a","_meta":{},"_META":{}}`, false, ""},
+		{`{"arguments":{}}`, false, ""},
+		{`{"name":7}`, false, ""},
+	}
+	for _, tc := range tests {
+		p, err := toolCallParams(json.RawMessage(tc.params))
+		if (err == nil) != tc.ok || tc.ok && p.Name != tc.name {
+			t.Errorf("toolCallParams(%s) = %q, %v; want ok=%v name %q", tc.params, p.Name, err, tc.ok, tc.name)
+		}
+		if err != nil && err.Code != jsonrpc.CodeInvalidParams {
+			t.Errorf("toolCallParams(%s) code = %d, want -32602", tc.params, err.Code)
+		}
+	}
+}

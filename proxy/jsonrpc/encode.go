@@ -98,11 +98,11 @@ func WithID(m *Message, id json.RawMessage) (*Message, error) {
 	return out, nil
 }
 
-// errAmbiguousMember: an object has a member twice, or also under a name
+// ErrAmbiguousMember: an object has a member twice, or also under a name
 // that differs only in case. JSON.parse keeps the last of equal names and
 // Go's encoding/json also matches names case-insensitively, so readers
 // would disagree about its value.
-var errAmbiguousMember = errors.New("ambiguous member: the name appears more than once, or in another case")
+var ErrAmbiguousMember = errors.New("ambiguous member: the name appears more than once, or in another case")
 
 // member is a top-level member of a JSON object and the span of its value.
 type member struct {
@@ -145,7 +145,7 @@ func members(raw []byte) ([]member, error) {
 }
 
 // memberSpan finds the byte span of the value of a top-level member of the
-// JSON object in raw. It fails with errAmbiguousMember when another member's
+// JSON object in raw. It fails with ErrAmbiguousMember when another member's
 // name equals name case-insensitively.
 func memberSpan(raw []byte, name string) (start, end int, err error) {
 	ms, err := members(raw)
@@ -162,7 +162,7 @@ func findMember(ms []member, name string) (start, end int, err error) {
 			continue
 		}
 		if found >= 0 || m.name != name {
-			return 0, 0, fmt.Errorf("member %q: %w", name, errAmbiguousMember)
+			return 0, 0, fmt.Errorf("member %q: %w", name, ErrAmbiguousMember)
 		}
 		found = i
 	}
@@ -170,6 +170,28 @@ func findMember(ms []member, name string) (start, end int, err error) {
 		return 0, 0, fmt.Errorf("no member %q", name)
 	}
 	return ms[found].start, ms[found].end, nil
+}
+
+// Lookup returns the raw value of a top-level member of a JSON object: nil
+// and no error when it is absent, ErrAmbiguousMember when it is present
+// twice or also under a name that differs only in case (servers disagree on
+// which one counts), and another error when obj is not one JSON object.
+func Lookup(obj json.RawMessage, name string) (json.RawMessage, error) {
+	if len(bytes.TrimSpace(obj)) == 0 || isNull(obj) {
+		return nil, nil
+	}
+	ms, err := members(obj)
+	if err != nil {
+		return nil, err
+	}
+	start, end, err := findMember(ms, name)
+	if errors.Is(err, ErrAmbiguousMember) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, nil
+	}
+	return obj[start:end], nil
 }
 
 // Member returns the raw value of a top-level member of a JSON object, or
@@ -206,7 +228,7 @@ func SetMember(obj json.RawMessage, name string, value json.RawMessage) (json.Ra
 		out = append(out, value...)
 		return append(out, obj[end:]...), nil
 	}
-	if errors.Is(err, errAmbiguousMember) {
+	if errors.Is(err, ErrAmbiguousMember) {
 		return nil, err
 	}
 	key, _ := Marshal(name)

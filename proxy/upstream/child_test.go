@@ -42,6 +42,7 @@ func childCommand(mode string) ([]string, map[string]string) {
 //	           reports its pid in a notification, then echo; exit at stdin EOF
 //	stubborn   ignore SIGTERM and stdin EOF; echo until killed
 //	silent     read and never answer; exit at stdin EOF
+//	deaf       never read stdin
 //	sleeper    (the grandchild) ignore SIGTERM and sleep
 func runChild(mode string) int {
 	out := bufio.NewWriter(os.Stdout)
@@ -79,6 +80,9 @@ func runChild(mode string) int {
 		}
 	case "stubborn":
 		signal.Ignore(syscall.SIGTERM)
+	case "deaf":
+		time.Sleep(time.Minute)
+		return 0
 	}
 	in := jsonrpc.NewLineReader(os.Stdin, 0)
 	for {

@@ -60,8 +60,12 @@ type SendOptions struct {
 // Conn is one logical MCP connection to an upstream server.
 type Conn interface {
 	// Send delivers one frame (request, notification or response). For a
-	// request, Send returns once the frame is handed to the server (for HTTP,
-	// once response headers arrived); the response comes to the Handler.
+	// request, Send returns once the frame is handed to the server (for
+	// HTTP, once the request is written: servers may hold the response
+	// headers until the tool produces its first message); the response, or
+	// RequestFailed, comes to the Handler. Send never calls the Handler
+	// itself. For a notification or response over HTTP, Send returns once
+	// the server accepted it (2xx) and returns a *StatusError otherwise.
 	// Cancelling ctx after Send returned abandons a request's response
 	// stream, which in protocol 2026-07-28 cancels the request; for stdio it
 	// does nothing (send notifications/cancelled instead).

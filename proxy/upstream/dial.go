@@ -100,7 +100,7 @@ func parseHTTPURL(raw string) (*url.URL, error) {
 		return nil, fmt.Errorf("parse URL: %w", err)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("URL %q: want an absolute http or https URL", u.Redacted())
+		return nil, fmt.Errorf("URL %q: want an absolute http or https URL", safeURL(u))
 	}
 	return u, nil
 }

@@ -83,6 +83,13 @@ func newHTTPClient(base *http.Client) *http.Client {
 	return c
 }
 
+// safeURL renders u for errors and logs without what may hold secrets:
+// user info, query and fragment (some APIs take their key in the query).
+func safeURL(u *url.URL) string {
+	v := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}
+	return v.String()
+}
+
 func origin(u *url.URL) string {
 	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(hostPort(u))
 }

@@ -31,10 +31,15 @@ func (p *pending) add(id json.RawMessage) bool {
 	return true
 }
 
-func (p *pending) remove(id json.RawMessage) {
+// remove forgets a request, reporting whether it was still waiting (it is
+// not once its response arrived or the requests were drained).
+func (p *pending) remove(id json.RawMessage) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	delete(p.ids, jsonrpc.IDKey(id))
+	key := jsonrpc.IDKey(id)
+	_, ok := p.ids[key]
+	delete(p.ids, key)
+	return ok
 }
 
 // drain returns every request still waiting and forgets them; later adds

@@ -19,10 +19,16 @@ type sdkTools struct {
 	server        *mcp.Server
 	hangStarted   chan struct{}
 	hangCancelled chan struct{}
-	release       chan struct{} // closed at cleanup so no handler outlives the test
+	release       chan struct{} // closed by stop, so no handler outlives the test
 	startOnce     sync.Once
 	cancelOnce    sync.Once
+	stopOnce      sync.Once
 }
+
+// stop releases every tool handler still running. The go-sdk waits for
+// running handlers when a session closes, and httptest.Server.Close waits
+// for the requests, so this must come before the server closes.
+func (st *sdkTools) stop() { st.stopOnce.Do(func() { close(st.release) }) }
 
 type echoIn struct {
 	Message string `json:"message"`
@@ -35,7 +41,6 @@ func newSDKTools(t *testing.T) *sdkTools {
 		hangCancelled: make(chan struct{}),
 		release:       make(chan struct{}),
 	}
-	t.Cleanup(func() { close(st.release) })
 	text := func(s string) *mcp.CallToolResult {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: s}}}
 	}
@@ -50,6 +55,7 @@ func newSDKTools(t *testing.T) *sdkTools {
 				if token != nil {
 					_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: token, Progress: float64(i), Total: 3})
 				}
+				//lint:ignore SA1019 the 2025-11-25 era still has logging, and agents use it
 				_ = req.Session.Log(ctx, &mcp.LoggingMessageParams{Level: "info", Data: "step"})
 			}
 			return text("done"), nil, nil
@@ -64,6 +70,14 @@ func newSDKTools(t *testing.T) *sdkTools {
 			case <-st.release:
 				return text("released"), nil, nil
 			}
+		})
+	mcp.AddTool(st.server, &mcp.Tool{Name: "slow", Description: "finish after a while"},
+		func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+			select {
+			case <-time.After(300 * time.Millisecond):
+			case <-st.release:
+			}
+			return text("slow done"), nil, nil
 		})
 	mcp.AddTool(st.server, &mcp.Tool{Name: "resume", Description: "close the SSE stream midway (SEP-1699)"},
 		func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
@@ -101,11 +115,17 @@ type harness struct {
 	gets int
 }
 
-func newHarness(t *testing.T, h http.Handler) *harness {
+// newHarness serves h; st (may be nil) is stopped before the server closes.
+func newHarness(t *testing.T, h http.Handler, st *sdkTools) *harness {
 	hs := &harness{}
 	hs.setHandler(h)
 	hs.srv = httptest.NewServer(http.HandlerFunc(hs.serve))
-	t.Cleanup(hs.srv.Close)
+	t.Cleanup(func() {
+		if st != nil {
+			st.stop()
+		}
+		hs.srv.Close()
+	})
 	return hs
 }
 

@@ -57,7 +57,7 @@ func dialSSE(ctx context.Context, spec Spec, u *url.URL, h Handler, log *slog.Lo
 	abort := func(err error) (Conn, error) {
 		unlink()
 		cancel(err)
-		return nil, fmt.Errorf("dial upstream %q (%s): %w", spec.Name, u.Redacted(), err)
+		return nil, fmt.Errorf("dial upstream %q (%s): %w", spec.Name, safeURL(u), err)
 	}
 
 	req, err := http.NewRequestWithContext(life, http.MethodGet, u.String(), nil)
@@ -217,8 +217,8 @@ func (c *sseConn) Send(ctx context.Context, msg *jsonrpc.Message, opts SendOptio
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
-		if msg.IsRequest() {
-			c.pending.remove(msg.ID)
+		if msg.IsRequest() && !c.pending.remove(msg.ID) {
+			return nil // the conn went away meanwhile and failed it already
 		}
 		if c.ctx.Err() != nil {
 			return c.Err()
@@ -240,7 +240,9 @@ func (c *sseConn) Send(ctx context.Context, msg *jsonrpc.Message, opts SendOptio
 	if !msg.IsRequest() {
 		return serr
 	}
-	c.pending.remove(msg.ID)
+	if !c.pending.remove(msg.ID) {
+		return nil // answered or failed already
+	}
 	// The Handler is never called from inside Send: the caller may hold
 	// locks the Handler needs.
 	handedOff = true

@@ -36,7 +36,6 @@ var (
 const (
 	stderrTailLines = 10      // stderr lines kept for the exit error
 	stderrLineBytes = 4 << 10 // longer stderr lines are cut in logs
-	stdioWriteGrace = 10 * time.Millisecond
 )
 
 // ExitError says that a stdio server exited by itself. It wraps ErrExited.
@@ -190,8 +189,10 @@ func (c *stdioConn) Send(ctx context.Context, msg *jsonrpc.Message, _ SendOption
 		return c.Err()
 	}
 	err := c.write(ctx, line)
-	if err != nil && msg.IsRequest() {
-		c.pending.remove(msg.ID)
+	if err != nil && msg.IsRequest() && !c.pending.remove(msg.ID) {
+		// The conn went away meanwhile and already failed the request
+		// through RequestFailed: report it once only.
+		return nil
 	}
 	return err
 }
@@ -206,10 +207,25 @@ func (c *stdioConn) write(ctx context.Context, line []byte) error {
 	if err := c.Err(); err != nil {
 		return err
 	}
-	stop := context.AfterFunc(ctx, func() { _ = c.stdin.SetWriteDeadline(time.Now()) })
+	if ctx.Err() != nil {
+		return fmt.Errorf("send to upstream %q: %w", c.name, context.Cause(ctx))
+	}
+	// Abandon the write when ctx ends, but only this write: the guard keeps
+	// a late callback from setting a deadline the next writer would hit.
+	var guard sync.Mutex
+	writing := true
+	stop := context.AfterFunc(ctx, func() {
+		guard.Lock()
+		defer guard.Unlock()
+		if writing {
+			_ = c.stdin.SetWriteDeadline(time.Now())
+		}
+	})
 	n, err := c.stdin.Write(line)
+	guard.Lock()
+	writing = false
+	guard.Unlock()
 	if !stop() {
-		// The deadline may have been set: clear it for the next writer.
 		_ = c.stdin.SetWriteDeadline(time.Time{})
 	}
 	if err == nil {

@@ -354,3 +354,40 @@ func TestStdioPendingFailedOnClose(t *testing.T) {
 	}
 	rec.checkClosedOnce(t)
 }
+
+// TestStdioWriteAbandoned: a server that stops reading fills the pipe; the
+// Send's ctx ends the write, and since half a frame went out, the conn is
+// closed rather than left corrupt.
+func TestStdioWriteAbandoned(t *testing.T) {
+	conn, rec, _ := dialChild(t, "deaf", Spec{})
+	big := frame(t, fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":%q}}`, strings.Repeat("z", 1<<20)))
+
+	// A ctx that already ended sends nothing and leaves the conn open.
+	done, cancelDone := context.WithCancel(context.Background())
+	cancelDone()
+	if err := conn.Send(done, big, SendOptions{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Send with a cancelled ctx = %v, want context.Canceled", err)
+	}
+	if err := conn.Err(); err != nil {
+		t.Fatalf("conn closed by a Send that wrote nothing: %v", err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := conn.Send(ctx, big, SendOptions{}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Send into a full pipe = %v, want DeadlineExceeded", err)
+	}
+	if err := conn.Err(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Err() after a half-written frame = %v, want ErrClosed", err)
+	}
+	if err := rec.connClosed(t); !errors.Is(err, ErrClosed) {
+		t.Errorf("ConnClosed(%v), want ErrClosed", err)
+	}
+	rec.mu.Lock()
+	failed := len(rec.failed)
+	rec.mu.Unlock()
+	if failed != 0 {
+		t.Errorf("RequestFailed called for a request Send refused")
+	}
+	rec.checkClosedOnce(t)
+}

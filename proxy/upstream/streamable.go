@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/agenthelm/agenthelm/proxy/jsonrpc"
@@ -30,9 +32,9 @@ var (
 	// resumeMaxAttempts is how many resumptions of a request's stream in a
 	// row may bring nothing new before the request is failed.
 	resumeMaxAttempts = 2
-	// deleteTimeout bounds the DELETE sent by Close when its ctx has no
-	// deadline.
-	deleteTimeout = 5 * time.Second
+	// deleteTimeout bounds the DELETE sent by Close (a courtesy to the
+	// server, which may hold it until its running handlers finish).
+	deleteTimeout = 2 * time.Second
 )
 
 // versionStateless is the first revision without sessions, the GET stream
@@ -126,8 +128,8 @@ func (c *streamableConn) fail(err error) {
 	c.cancel(err)
 }
 
-// Send POSTs one frame. For a request it returns once the response headers
-// arrived; the response (and everything else on its stream) reaches the
+// Send POSTs one frame. For a request it returns once the request is
+// written; the response (and everything else on its stream) reaches the
 // Handler from a goroutine that stops when ctx ends or the conn closes. A
 // notification or response must be accepted with a 2xx status, or Send
 // returns a *StatusError.
@@ -172,25 +174,70 @@ func (c *streamableConn) Send(ctx context.Context, msg *jsonrpc.Message, opts Se
 	}
 	setMCPHeaders(req.Header, msg, version)
 
-	resp, err := c.client.Do(req)
-	if err != nil {
-		release()
-		return c.requestError(reqCtx, http.MethodPost, err)
-	}
-	if resp.StatusCode/100 == 2 {
-		c.noteSession(resp)
-	}
 	if !msg.IsRequest() {
 		defer release()
+		resp, err := c.client.Do(req)
+		if err != nil {
+			return c.requestError(reqCtx, http.MethodPost, err)
+		}
+		if resp.StatusCode/100 == 2 {
+			c.noteSession(resp)
+		}
 		return c.finishAccepted(msg, resp, sentSession)
 	}
+
+	// A request's answer may take as long as the tool runs, and servers
+	// need not send the response headers before the first event (the go-sdk
+	// does not), so Send returns as soon as the request is written. From
+	// then on the outcome goes to the Handler. Exactly one of "written"
+	// (ready) and "failed before being written" (early) wins.
+	const (
+		notYet = iota
+		written
+		refused
+	)
+	var state atomic.Int32
+	ready := make(chan struct{})
+	early := make(chan error, 1)
+	trace := &httptrace.ClientTrace{WroteRequest: func(info httptrace.WroteRequestInfo) {
+		if info.Err == nil && state.CompareAndSwap(notYet, written) {
+			close(ready)
+		}
+	}}
+	req = req.WithContext(httptrace.WithClientTrace(reqCtx, trace))
 	handedOff = true
 	go func() {
 		defer c.wg.Done()
 		defer release()
+		resp, err := c.client.Do(req)
+		if err != nil {
+			err = c.requestError(reqCtx, http.MethodPost, err)
+			if state.CompareAndSwap(notYet, refused) {
+				early <- err
+				return
+			}
+			if reqCtx.Err() != nil {
+				err = c.streamError(reqCtx, err)
+			} else {
+				err = fmt.Errorf("%w (request written, %w)", err, ErrStreamBroken)
+			}
+			c.h.RequestFailed(msg.ID, err)
+			return
+		}
+		if state.CompareAndSwap(notYet, written) {
+			close(ready)
+		}
+		if resp.StatusCode/100 == 2 {
+			c.noteSession(resp)
+		}
 		c.handleResponse(reqCtx, msg, resp, sentSession)
 	}()
-	return nil
+	select {
+	case <-ready:
+		return nil
+	case err := <-early:
+		return err
+	}
 }
 
 // requestError describes a request that got no HTTP response.
@@ -200,12 +247,12 @@ func (c *streamableConn) requestError(ctx context.Context, method string, err er
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		err = ue.Err // its URL may carry secrets in the query; ours is redacted below
+		err = ue.Err // its URL may carry secrets; safeURL below does not
 	}
 	if ctx.Err() != nil {
 		err = context.Cause(ctx)
 	}
-	return fmt.Errorf("upstream %q: %s %s: %w", c.name, method, c.url.Redacted(), err)
+	return fmt.Errorf("upstream %q: %s %s: %w", c.name, method, safeURL(c.url), err)
 }
 
 // noteSession remembers the session id the server assigned.
@@ -624,11 +671,8 @@ func (c *streamableConn) Close(ctx context.Context) error {
 }
 
 func (c *streamableConn) deleteSession(ctx context.Context) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, deleteTimeout)
-		defer cancel()
-	}
+	ctx, cancel := context.WithTimeout(ctx, deleteTimeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, c.url.String(), nil)
 	if err != nil {
 		return

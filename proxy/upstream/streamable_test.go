@@ -39,7 +39,7 @@ func dialHTTP(t *testing.T, spec Spec) (Conn, *recorder, *syncBuffer) {
 func TestStreamableStatefulSession(t *testing.T) {
 	st := newSDKTools(t)
 	hs := newHarness(t, mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return st.server },
-		&mcp.StreamableHTTPOptions{EventStore: mcp.NewMemoryEventStore(nil)}))
+		&mcp.StreamableHTTPOptions{EventStore: mcp.NewMemoryEventStore(nil)}), st)
 	hs.cutFirstGET = 300 * time.Millisecond
 	conn, rec, logs := dialHTTP(t, Spec{Transport: "streamable-http", URL: hs.srv.URL + "/mcp",
 		Headers: map[string]string{"X-Api-Key": "secret-key-value"}})
@@ -148,9 +148,9 @@ func TestStreamableStatefulSession(t *testing.T) {
 	}
 
 	// Close with a request in flight: it fails with ErrClosed before
-	// ConnClosed, and the session is ended with DELETE.
-	send(t, conn, `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"hang","arguments":{}}}`)
-	<-st.hangStarted
+	// ConnClosed, and the session is ended with DELETE (which the go-sdk
+	// answers only once its running handlers are done).
+	send(t, conn, `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"slow","arguments":{}}}`)
 	closeConn(t, conn)
 	if err := rec.failure(t, "5"); !errors.Is(err, ErrClosed) {
 		t.Errorf("RequestFailed(5, %v), want ErrClosed", err)
@@ -174,7 +174,7 @@ func TestStreamableStatefulSession(t *testing.T) {
 func TestStreamableSessionExpired(t *testing.T) {
 	st := newSDKTools(t)
 	getServer := func(*http.Request) *mcp.Server { return st.server }
-	hs := newHarness(t, mcp.NewStreamableHTTPHandler(getServer, nil))
+	hs := newHarness(t, mcp.NewStreamableHTTPHandler(getServer, nil), st)
 	conn, rec, _ := dialHTTP(t, Spec{URL: hs.srv.URL})
 
 	send(t, conn, initialize2025)
@@ -207,7 +207,7 @@ const meta2026 = `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28
 func TestStreamableStateless2026(t *testing.T) {
 	st := newSDKTools(t)
 	hs := newHarness(t, mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return st.server },
-		&mcp.StreamableHTTPOptions{Stateless: true, PropagateRequestCancellation: true}))
+		&mcp.StreamableHTTPOptions{Stateless: true, PropagateRequestCancellation: true}), st)
 	conn, rec, _ := dialHTTP(t, Spec{URL: hs.srv.URL})
 
 	send(t, conn, `{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{`+meta2026+`}}`)
@@ -286,7 +286,7 @@ func TestStreamableStateless2026(t *testing.T) {
 func TestStreamableJSONResponses(t *testing.T) {
 	st := newSDKTools(t)
 	hs := newHarness(t, mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return st.server },
-		&mcp.StreamableHTTPOptions{JSONResponse: true}))
+		&mcp.StreamableHTTPOptions{JSONResponse: true}), st)
 	conn, rec, _ := dialHTTP(t, Spec{URL: hs.srv.URL})
 	send(t, conn, initialize2025)
 	init := rec.response(t, "1")
@@ -306,7 +306,7 @@ func TestStreamableJSONResponses(t *testing.T) {
 // request with a *StatusError; for a notification Send returns it.
 func TestStreamableErrorStatuses(t *testing.T) {
 	st := newSDKTools(t)
-	hs := newHarness(t, mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return st.server }, nil))
+	hs := newHarness(t, mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return st.server }, nil), st)
 	conn, rec, _ := dialHTTP(t, Spec{URL: hs.srv.URL})
 
 	// A stateful server refuses 2026-07-28 with 400 and a JSON-RPC error.
@@ -336,7 +336,7 @@ func TestStreamableErrorStatuses(t *testing.T) {
 
 func TestStreamableRedirects(t *testing.T) {
 	st := newSDKTools(t)
-	target := newHarness(t, mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return st.server }, nil))
+	target := newHarness(t, mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return st.server }, nil), st)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/elsewhere", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, target.srv.URL+"/mcp", http.StatusTemporaryRedirect)
@@ -348,10 +348,10 @@ func TestStreamableRedirects(t *testing.T) {
 	front := httptest.NewServer(mux)
 	t.Cleanup(front.Close)
 
-	conn, _, _ := dialHTTP(t, Spec{Name: "redirected", URL: front.URL + "/elsewhere", Headers: map[string]string{"X-Api-Key": "k"}})
-	err := conn.Send(context.Background(), frame(t, initialize2025), SendOptions{})
-	if err == nil || !strings.Contains(err.Error(), "another origin") || !strings.Contains(err.Error(), `"redirected"`) {
-		t.Errorf("Send through a cross-origin redirect = %v, want a refusal naming the upstream", err)
+	conn, rec, _ := dialHTTP(t, Spec{Name: "redirected", URL: front.URL + "/elsewhere", Headers: map[string]string{"X-Api-Key": "k"}})
+	send(t, conn, initialize2025)
+	if err := rec.failure(t, "1"); !strings.Contains(err.Error(), "another origin") || !strings.Contains(err.Error(), `"redirected"`) {
+		t.Errorf("RequestFailed(1, %v) after a cross-origin redirect, want a refusal naming the upstream", err)
 	}
 	if n := len(target.requests("")); n != 0 {
 		t.Errorf("the other origin got %d requests", n)
