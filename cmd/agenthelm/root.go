@@ -42,7 +42,7 @@ rolled back in reverse order when a later step fails.`,
 	pf.StringVar(&g.logLevel, "log-level", "", "log level: debug, info, warn, error (overrides log.level)")
 	pf.StringVar(&g.logFormat, "log-format", "", "log format: text or json (overrides log.format)")
 
-	root.AddCommand(newVersionCmd(g), newServeCmd(g), newWrapCmd(g))
+	root.AddCommand(newVersionCmd(g), newServeCmd(g), newWrapCmd(g), newDemoCmd(g), newSagasCmd(g))
 	return root
 }
 

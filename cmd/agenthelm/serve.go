@@ -7,12 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
-	"github.com/agenthelm/agenthelm/admin"
 	"github.com/agenthelm/agenthelm/config"
-	"github.com/agenthelm/agenthelm/proxy"
 	"github.com/spf13/cobra"
 )
 
@@ -64,80 +61,24 @@ func (g *globals) load() (*config.Config, *slog.Logger, error) {
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	specs, err := upstreamSpecs(cfg)
+	sc, err := startSidecar(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	st, err := openStack(ctx, cfg, log, specs)
-	if err != nil {
-		return err
-	}
-	token, err := admin.LoadOrCreateToken(cfg.Admin.Token, cfg.Admin.TokenFile, cfg.Journal.Dir)
-	if err != nil {
-		_ = st.Close(ctx)
-		return err
-	}
-	if len(specs) == 0 {
-		log.Warn("no upstreams configured: the MCP front door will answer 404 until some are added to the config")
-	}
-
-	mcpLn, err := listen(cfg.Listen.MCP, "listen.mcp")
-	if err != nil {
-		_ = st.Close(ctx)
-		return err
-	}
-	adminLn, err := listen(cfg.Listen.Admin, "listen.admin")
-	if err != nil {
-		mcpLn.Close()
-		_ = st.Close(ctx)
-		return err
-	}
-	servers := []*http.Server{
-		newHTTPServer(st.proxy.Handler(), log),
-		newHTTPServer(admin.Handler(admin.Options{Token: token, Engine: st.engine, Journal: st.journal, Logger: log}), log),
-	}
-	errc := make(chan error, len(servers))
-	for i, ln := range []net.Listener{mcpLn, adminLn} {
-		name := []string{"mcp", "admin"}[i]
-		log.Info("listening", "listener", name, "addr", ln.Addr().String())
-		go func() {
-			if err := servers[i].Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("%s listener: %w", name, err)
-				return
-			}
-			errc <- nil
-		}()
-	}
-
-	if err := writeRunFile(cfg.Journal.Dir, runFile{PID: os.Getpid(), MCP: mcpLn.Addr().String(), Admin: adminLn.Addr().String()}); err != nil {
-		log.Warn("could not record the sidecar's addresses for the CLI", "err", err)
-	}
-	defer removeRunFile(cfg.Journal.Dir)
-
 	var runErr error
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down", "grace", time.Duration(cfg.Limits.ShutdownGrace).String())
-	case runErr = <-errc:
+	case runErr = <-sc.served:
+		sc.served <- nil // Close counts one answer per listener
 	}
-	grace := time.Duration(cfg.Limits.ShutdownGrace)
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	// Stop accepting, let open calls finish within the grace, then end the
+	// upstreams and flush the journal.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(cfg.Limits.ShutdownGrace))
 	defer cancel()
-	// Stop accepting, let open calls finish, then end the upstreams.
-	for _, s := range servers {
-		s.SetKeepAlivesEnabled(false)
-	}
-	done := make(chan struct{})
-	go func() {
-		for _, s := range servers {
-			_ = s.Shutdown(sctx)
-		}
-		close(done)
-	}()
-	_ = st.Close(sctx)
-	<-done
+	err = sc.Close(sctx)
 	log.Info("stopped")
-	return runErr
+	return errors.Join(runErr, err)
 }
 
 func listen(addr, field string) (net.Listener, error) {
@@ -156,7 +97,3 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 }
-
-// adminHandler serves only health checks; the demo uses it until it runs
-// on the full stack.
-func adminHandler(*proxy.Proxy) http.Handler { return admin.Handler(admin.Options{}) }

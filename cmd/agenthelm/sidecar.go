@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+
+	"github.com/agenthelm/agenthelm/admin"
+	"github.com/agenthelm/agenthelm/config"
+)
+
+// sidecar is agenthelm serving in this process: the stack (journal, saga
+// engine, proxy) behind the MCP front door, and the admin API. serve and
+// demo both run it.
+type sidecar struct {
+	stack   *stack
+	servers []*http.Server
+	lns     []net.Listener // mcp, admin
+	served  chan error
+	dataDir string
+}
+
+// startSidecar opens the stack (recovering unfinished sagas before any
+// traffic), listens on cfg.Listen.MCP and cfg.Listen.Admin, records the
+// addresses for the CLI, logs one "listening" line per listener and serves.
+func startSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger) (*sidecar, error) {
+	specs, err := upstreamSpecs(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if len(specs) == 0 {
+		log.Warn("no MCP upstreams configured: the MCP front door answers 404 until some are added to the config")
+	}
+	st, err := openStack(ctx, cfg, log, specs)
+	if err != nil {
+		return nil, err
+	}
+	token, err := admin.LoadOrCreateToken(cfg.Admin.Token, cfg.Admin.TokenFile, cfg.Journal.Dir)
+	if err != nil {
+		_ = st.Close(ctx)
+		return nil, err
+	}
+	s := &sidecar{stack: st, served: make(chan error, 2), dataDir: cfg.Journal.Dir}
+	for _, l := range []struct {
+		addr, field string
+		h           http.Handler
+	}{
+		{cfg.Listen.MCP, "listen.mcp", st.proxy.Handler()},
+		{cfg.Listen.Admin, "listen.admin", admin.Handler(admin.Options{Token: token, Engine: st.engine, Journal: st.journal, Logger: log})},
+	} {
+		ln, err := listen(l.addr, l.field)
+		if err != nil {
+			for _, ln := range s.lns {
+				ln.Close()
+			}
+			_ = st.Close(ctx)
+			return nil, err
+		}
+		s.lns, s.servers = append(s.lns, ln), append(s.servers, newHTTPServer(l.h, log))
+	}
+	// The CLI finds the admin API through the run file: write it before
+	// the "listening" lines that tell scripts the sidecar is up.
+	if err := writeRunFile(s.dataDir, runFile{PID: os.Getpid(), MCP: s.lns[0].Addr().String(), Admin: s.adminAddr()}); err != nil {
+		log.Warn("could not record the sidecar's addresses for the CLI", "err", err)
+	}
+	for i, ln := range s.lns {
+		log.Info("listening", "listener", []string{"mcp", "admin"}[i], "addr", ln.Addr().String())
+		srv := s.servers[i]
+		go func() {
+			err := srv.Serve(ln)
+			if errors.Is(err, http.ErrServerClosed) {
+				err = nil
+			}
+			s.served <- err
+		}()
+	}
+	return s, nil
+}
+
+// URL is the sidecar's streamable HTTP endpoint for upstream name.
+func (s *sidecar) URL(name string) string {
+	return "http://" + s.lns[0].Addr().String() + "/mcp/" + name
+}
+
+func (s *sidecar) adminAddr() string { return s.lns[1].Addr().String() }
+
+// Close stops accepting, lets open calls finish until ctx is done, then
+// closes the stack (proxy and its upstream processes, engine, journal).
+func (s *sidecar) Close(ctx context.Context) error {
+	var errs []error
+	for _, srv := range s.servers {
+		srv.SetKeepAlivesEnabled(false)
+	}
+	for _, srv := range s.servers {
+		if err := srv.Shutdown(ctx); err != nil {
+			_ = srv.Close()
+			errs = append(errs, err)
+		}
+	}
+	for range s.servers {
+		if err := <-s.served; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.servers = nil
+	errs = append(errs, s.stack.Close(ctx))
+	removeRunFile(s.dataDir)
+	return errors.Join(errs...)
+}
