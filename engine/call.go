@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/agenthelm/agenthelm/internal/fault"
 	"github.com/agenthelm/agenthelm/proxy/jsonrpc"
 	"github.com/agenthelm/agenthelm/saga"
 	"github.com/agenthelm/agenthelm/toolcall"
@@ -91,6 +92,7 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 			return toolError(fmt.Sprintf("agenthelm refused this call: saga %s is %s and takes no new steps", sagaID, st)), nil
 		}
 	}
+	fault.Point("before-intent")
 	err = e.record(ctx, l, saga.Event{Kind: saga.EvIntent, Step: n, Intent: intent})
 	l.mu.Unlock()
 	if err != nil {
@@ -102,7 +104,9 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 	if err != nil {
 		params = call.Params
 	}
+	fault.Point("after-intent")
 	res, ferr := forward(ctx, params)
+	fault.Point("after-send")
 	status, failure := classify(res, ferr)
 
 	// Rule 2: the outcome is on disk before the agent is answered.

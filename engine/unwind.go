@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/agenthelm/agenthelm/internal/fault"
 	"github.com/agenthelm/agenthelm/proxy/jsonrpc"
 	"github.com/agenthelm/agenthelm/saga"
 )
@@ -52,7 +53,9 @@ func (e *Engine) runUnwind(ctx context.Context, l *live) {
 			if err != nil {
 				break
 			}
+			fault.Point("mid-unwind")
 			fin := e.compensate(ctx, id, st, a.Attempt)
+			fault.Point("after-compensate")
 			l.mu.Lock()
 			err = e.record(context.WithoutCancel(ctx), l, fin)
 			l.mu.Unlock()
