@@ -82,19 +82,20 @@ type proc struct {
 	cmd    *exec.Cmd
 	stderr *syncBuffer
 	mcp    string
-	exited chan error
+	exited chan struct{} // closed when the process has exited
+	err    error         // its Wait error, once exited is closed
 }
 
 func startProc(t *testing.T, bin, cfgPath, crashAt string) *proc {
 	t.Helper()
-	p := &proc{stderr: &syncBuffer{}, exited: make(chan error, 1)}
+	p := &proc{stderr: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, "serve", "--config", cfgPath, "--log-format", "json")
 	p.cmd.Env = append(os.Environ(), "AGENTHELM_CRASH_AT="+crashAt)
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { p.exited <- p.cmd.Wait() }()
+	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
 	t.Cleanup(func() {
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -181,7 +182,8 @@ upstreams:
 			}
 			cs.Close()
 			select {
-			case err := <-p.exited:
+			case <-p.exited:
+				err := p.err
 				if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
 					t.Fatalf("agenthelm exited with %v, want killed at %s:\n%s", err, tc.crashAt, p.stderr.String())
 				}
