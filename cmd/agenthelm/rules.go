@@ -1,76 +1,40 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
-	"fmt"
-	"strings"
-	"sync"
-	"time"
-
+	"github.com/agenthelm/agenthelm/compensators"
 	"github.com/agenthelm/agenthelm/config"
 	"github.com/agenthelm/agenthelm/engine"
-	"github.com/agenthelm/agenthelm/saga"
 )
 
-// configRules gives each tool's rule from agenthelm.yaml.
-type configRules struct{ cfg *config.Config }
+// rules gives the engine each tool's rule from the compensators Set: the
+// configuration's, the packs' and trusted upstreams' annotations.
+type rules struct{ set *compensators.Set }
 
-func newRules(cfg *config.Config) (engine.Rules, error) { return configRules{cfg}, nil }
+var _ engine.Rules = rules{}
 
-func (r configRules) Rule(up, tool string) engine.Rule {
-	t, ok := r.cfg.Upstreams[up].Tools[tool]
-	if !ok {
-		return engine.Rule{}
+func newRules(cfg *config.Config) (rules, error) {
+	set, err := compensators.New(cfg)
+	if err != nil {
+		return rules{}, err
 	}
-	rule := engine.Rule{ReadOnly: t.ReadOnly, Irreversible: t.Irreversible, Idempotent: t.Idempotent,
-		ErrorsMayLeaveEffects: t.ErrorsMayLeaveEffects, ContinueOnError: t.OnError == config.OnErrorContinue}
-	if c := t.Compensate; c != nil {
-		src := c.Args.String()
-		rule.Compensate = &saga.Compensator{Tool: c.Tool, Args: src, NeedsResult: strings.Contains(src, ".result")}
+	return rules{set}, nil
+}
+
+func (r rules) Rule(upstream, tool string) engine.Rule {
+	c := r.set.Rule(upstream, tool)
+	rule := engine.Rule{
+		ReadOnly:              c.ReadOnly,
+		Irreversible:          c.Irreversible,
+		Idempotent:            c.Idempotent,
+		ErrorsMayLeaveEffects: c.ErrorsMayLeaveEffects,
+		ContinueOnError:       c.ContinueOnError,
+		Compensate:            c.Compensate,
 	}
-	if c := t.Capture; c != nil {
-		rule.Capture = &engine.Capture{Tool: c.Tool, Args: c.Args.String()}
+	if c.Capture != nil {
+		rule.Capture = &engine.Capture{Tool: c.Capture.Tool, Args: c.Capture.Args}
 	}
 	return rule
 }
 
-var exprCache sync.Map // source -> config.Expr
-
-// evalExpr builds a tool's arguments from a jq expression over
-// {args, result, capture}.
-func evalExpr(src string, args, result, capture json.RawMessage) (json.RawMessage, error) {
-	if strings.TrimSpace(src) == "" {
-		return json.RawMessage("{}"), nil
-	}
-	var e config.Expr
-	if v, ok := exprCache.Load(src); ok {
-		e = v.(config.Expr)
-	} else {
-		var err error
-		if e, err = config.CompileExpr(src); err != nil {
-			return nil, err
-		}
-		exprCache.Store(src, e)
-	}
-	in := map[string]any{}
-	for k, raw := range map[string]json.RawMessage{"args": args, "result": result, "capture": capture} {
-		var v any
-		if len(raw) > 0 {
-			if err := json.Unmarshal(raw, &v); err != nil {
-				return nil, fmt.Errorf(".%s: %w", k, err)
-			}
-		}
-		in[k] = v
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	v, err := e.Eval(ctx, in)
-	if err != nil {
-		return nil, err
-	}
-	if _, ok := v.(map[string]any); !ok {
-		return nil, fmt.Errorf("jq expression %q must produce an object, got %T", src, v)
-	}
-	return json.Marshal(v)
-}
+// evalExpr builds a capture's or a compensation's arguments.
+var evalExpr engine.Evaluator = compensators.Eval
