@@ -134,8 +134,14 @@ type live struct {
 
 var _ toolcall.Interceptor = (*Engine)(nil)
 
-// ErrSagaNotOpen is returned for operations on a saga in the wrong state.
-var ErrSagaNotOpen = errors.New("saga is not open")
+var (
+	// ErrSagaNotOpen is returned for operations on a saga in the wrong state.
+	ErrSagaNotOpen = errors.New("saga is not open")
+	// ErrCannotUndo, wrapped by an Evaluator's error, says a step's effects
+	// cannot be undone with the tools at hand (a created file on a server
+	// with no delete tool): the step needs a human, not retries.
+	ErrCannotUndo = errors.New("cannot be undone automatically")
+)
 
 // New returns an engine. Call Recover before serving traffic and Close at
 // the end.

@@ -143,6 +143,10 @@ func logger() *slog.Logger {
 }
 
 func start(t *testing.T, dir string, policy saga.Policy) *stack {
+	return startWith(t, dir, policy, jqEval)
+}
+
+func startWith(t *testing.T, dir string, policy saga.Policy, eval engine.Evaluator) *stack {
 	t.Helper()
 	ctx := context.Background()
 	up, led := itemServer(t)
@@ -153,7 +157,7 @@ func start(t *testing.T, dir string, policy saga.Policy) *stack {
 	undo := &saga.Compensator{Tool: "delete", Args: "{name: .args.name}"}
 	var p *proxy.Proxy
 	e := engine.New(engine.Options{
-		Journal: j, Invoker: invoker{&p}, Eval: jqEval, Logger: logger(), Policy: policy,
+		Journal: j, Invoker: invoker{&p}, Eval: eval, Logger: logger(), Policy: policy,
 		Rules:      rules{"create": {Compensate: undo}, "fail": {Irreversible: true}},
 		IdleCommit: time.Hour,
 	})
@@ -318,5 +322,25 @@ func TestStuckAfterMaxAttempts(t *testing.T) {
 	got, err := s.e.Retry(context.Background(), h.Saga, "operator:test")
 	if err != nil || got.Status != saga.Compensated {
 		t.Fatalf("retry = %v, %v; want compensated", got, err)
+	}
+}
+
+func TestCannotUndoNeedsHumanAtOnce(t *testing.T) {
+	cannot := func(expr string, args, result, capture json.RawMessage) (json.RawMessage, error) {
+		return nil, fmt.Errorf("%w: the file did not exist before", engine.ErrCannotUndo)
+	}
+	s := startWith(t, t.TempDir(), saga.Policy{MaxAttempts: 5}, cannot)
+	s.call(t, "create", map[string]any{"name": "a"})
+	s.call(t, "fail", nil)
+	h := only(t, s.j)
+	if h.Status != string(saga.NeedsHuman) {
+		t.Fatalf("saga is %s, want needs_human", h.Status)
+	}
+	sg, _ := s.e.Load(context.Background(), h.Saga)
+	if st := sg.Step(1).Comp; st.Status != saga.CompNeedsHuman || st.Attempts > 1 {
+		t.Errorf("step 1 compensation = %+v, want needs_human after one attempt", st)
+	}
+	if ops, _ := s.led.snapshot(); strings.Join(ops, ", ") != "create a" {
+		t.Errorf("upstream ran %v, want no compensation call", ops)
 	}
 }

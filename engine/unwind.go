@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -111,6 +112,10 @@ func (e *Engine) compensate(ctx context.Context, sagaID string, st *saga.Step, a
 	actions := append([]saga.Call{{Tool: c.Tool, Args: c.Args}}, c.Then...)
 	for i, a := range actions {
 		res, err := e.invokeCompensation(ctx, sagaID, st, i, a)
+		if errors.Is(err, ErrCannotUndo) {
+			fin.Status, fin.Error = string(saga.CompNeedsHuman), err.Error()
+			return fin
+		}
 		if err != nil {
 			return fail(err)
 		}

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
 	"github.com/agenthelm/agenthelm/compensators"
 	"github.com/agenthelm/agenthelm/config"
 	"github.com/agenthelm/agenthelm/engine"
@@ -36,5 +40,14 @@ func (r rules) Rule(upstream, tool string) engine.Rule {
 	return rule
 }
 
-// evalExpr builds a capture's or a compensation's arguments.
-var evalExpr engine.Evaluator = compensators.Eval
+// evalExpr builds a capture's or a compensation's arguments. An expression
+// that declares the step cannot be undone (error({cannot_undo: ...})) is
+// reported to the engine as such, so the step goes to needs_human at once
+// instead of being retried until the saga is stuck.
+func evalExpr(expr string, args, result, capture json.RawMessage) (json.RawMessage, error) {
+	out, err := compensators.Eval(expr, args, result, capture)
+	if errors.Is(err, compensators.ErrCannotUndo) {
+		return nil, fmt.Errorf("%w: %w", engine.ErrCannotUndo, err)
+	}
+	return out, err
+}

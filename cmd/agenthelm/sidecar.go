@@ -44,6 +44,7 @@ func startSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger) (*s
 		return nil, err
 	}
 	s := &sidecar{stack: st, served: make(chan error, 2), dataDir: cfg.Journal.Dir}
+	st.startChecks(st.proxy.UpstreamNames())
 	for _, l := range []struct {
 		addr, field string
 		h           http.Handler

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/agenthelm/agenthelm/config"
@@ -26,6 +27,11 @@ type stack struct {
 	journal *journal.Journal
 	engine  *engine.Engine
 	proxy   *proxy.Proxy
+	rules   rules
+
+	bgCtx context.Context // background work (checks) ends with it
+	stop  context.CancelFunc
+	bg    sync.WaitGroup
 }
 
 // openStack opens the journal in cfg.Journal.Dir, recovers unfinished sagas
@@ -48,7 +54,7 @@ func openStack(ctx context.Context, cfg *config.Config, log *slog.Logger, specs 
 		_ = j.Close(ctx)
 		return nil, err
 	}
-	s := &stack{cfg: cfg, log: log, journal: j}
+	s := &stack{cfg: cfg, log: log, journal: j, rules: rules}
 	comp := cfg.Saga.Compensation
 	s.engine = engine.New(engine.Options{
 		Journal: j,
@@ -86,12 +92,15 @@ func openStack(ctx context.Context, cfg *config.Config, log *slog.Logger, specs 
 		// Sagas that cannot be recovered are reported; the others go on.
 		log.Error("recovery incomplete", "err", err)
 	}
+	s.bgCtx, s.stop = context.WithCancel(context.WithoutCancel(ctx))
 	return s, nil
 }
 
 // Close stops the proxy (open calls get until ctx's deadline), then the
 // engine, then flushes and closes the journal.
 func (s *stack) Close(ctx context.Context) error {
+	s.stop()
+	s.bg.Wait()
 	perr := s.proxy.Close(ctx)
 	eerr := s.engine.Close(ctx)
 	jerr := s.journal.Close(context.WithoutCancel(ctx))
@@ -104,4 +113,15 @@ type lazyInvoker struct{ s *stack }
 
 func (l lazyInvoker) Invoke(ctx context.Context, up, session, method string, params json.RawMessage) (toolcall.Result, error) {
 	return l.s.proxy.Invoke(ctx, up, session, method, params)
+}
+
+// startChecks checks the upstreams' tools in the background (see
+// checkUpstreams). The sidecar does it; wrap does not, since that would
+// start a second copy of the wrapped server.
+func (s *stack) startChecks(names []string) {
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		s.checkUpstreams(s.bgCtx, names)
+	}()
 }
