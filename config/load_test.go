@@ -114,9 +114,9 @@ func TestLoadExampleFile(t *testing.T) {
 		t.Errorf("tickets VarNames() = %q", got)
 	}
 	// A block scalar expression keeps its text and compiles.
-	args := c.Upstreams["files"].Tools["write_file"].Compensate.Args
-	if !strings.HasPrefix(args.Source, "{path: .args.path") || args.Code() == nil {
-		t.Errorf("files write_file compensate.args = %q (compiled %v)", args.Source, args.Code() != nil)
+	args := c.Upstreams["tickets"].Tools["update_ticket"].Compensate.Args
+	if !strings.HasPrefix(args.Source, "{id: .args.id") || args.Code() == nil {
+		t.Errorf("tickets update_ticket compensate.args = %q (compiled %v)", args.Source, args.Code() != nil)
 	}
 	if got := c.Upstreams["files"].Tools["list_directory"].Retry; got == nil || got.Attempts != 3 || got.Backoff != Duration(500*time.Millisecond) {
 		t.Errorf("list_directory retry = %+v", got)
