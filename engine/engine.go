@@ -219,10 +219,7 @@ func (e *Engine) record(ctx context.Context, l *live, evs ...saga.Event) error {
 	// Apply to a scratch copy first so that the head written with the
 	// events is the state they produce, and the live state changes only
 	// once they are durable.
-	next, err := clone(l.s)
-	if err != nil {
-		return err
-	}
+	next := l.s.Fork()
 	batch := journal.Batch{Saga: l.s.ID}
 	for _, ev := range evs {
 		if ev.Time.IsZero() {

@@ -3,6 +3,7 @@ package saga
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -63,6 +64,28 @@ type Event struct {
 	Note json.RawMessage `json:"note,omitempty"` // note
 }
 
+// mutableStep returns step n for Apply to change: a copy that replaces the
+// original in Steps, so that a Fork taken before keeps its own steps
+// (copy on write). It returns nil for an unknown step.
+func (s *Saga) mutableStep(n int) *Step {
+	st := s.Step(n)
+	if st == nil {
+		return nil
+	}
+	cp := *st
+	s.Steps[n-1] = &cp
+	return &cp
+}
+
+// Fork returns a copy of the saga that Apply can change without changing
+// s: steps are shared until Apply changes them. It costs one pointer per
+// step, where a deep copy would cost the steps' contents.
+func (s *Saga) Fork() *Saga {
+	c := *s
+	c.Steps = slices.Clone(s.Steps)
+	return &c
+}
+
 // New returns an empty saga, ready for its opened event.
 func New(id string) *Saga { return &Saga{ID: id} }
 
@@ -86,7 +109,7 @@ func (s *Saga) Apply(ev Event) error {
 		}
 		s.Steps = append(s.Steps, &Step{N: ev.Step, Intent: *ev.Intent, Status: InFlight, Started: ev.Time})
 	case EvOutcome:
-		st := s.Step(ev.Step)
+		st := s.mutableStep(ev.Step)
 		if st == nil {
 			return fmt.Errorf("saga %s: outcome for unknown step %d", s.ID, ev.Step)
 		}
@@ -96,13 +119,13 @@ func (s *Saga) Apply(ev Event) error {
 	case EvAborted:
 		s.Status, s.AbortReason, s.AbortStep = Aborting, ev.Reason, ev.Step
 	case EvCompStarted:
-		st := s.Step(ev.Step)
+		st := s.mutableStep(ev.Step)
 		if st == nil {
 			return fmt.Errorf("saga %s: compensation of unknown step %d", s.ID, ev.Step)
 		}
 		st.Comp.Status, st.Comp.Attempts, st.Comp.NextAttempt = CompRunning, ev.Attempt, time.Time{}
 	case EvCompFinished:
-		st := s.Step(ev.Step)
+		st := s.mutableStep(ev.Step)
 		if st == nil {
 			return fmt.Errorf("saga %s: compensation of unknown step %d", s.ID, ev.Step)
 		}
@@ -118,7 +141,7 @@ func (s *Saga) Apply(ev Event) error {
 			st.Comp.Attempts = ev.Attempt
 		}
 	case EvResolved:
-		st := s.Step(ev.Step)
+		st := s.mutableStep(ev.Step)
 		if st == nil {
 			return fmt.Errorf("saga %s: resolve unknown step %d", s.ID, ev.Step)
 		}
@@ -129,6 +152,7 @@ func (s *Saga) Apply(ev Event) error {
 	case EvRetry:
 		for _, st := range s.Steps {
 			if st.Comp.Status == CompFailed {
+				st = s.mutableStep(st.N)
 				st.Comp.Status, st.Comp.Attempts, st.Comp.NextAttempt = CompNone, 0, time.Time{}
 			}
 		}
