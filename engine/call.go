@@ -93,8 +93,11 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 		}
 	}
 	fault.Point("before-intent")
-	err = e.record(ctx, l, saga.Event{Kind: saga.EvIntent, Step: n, Intent: intent})
+	pending, err := e.stage(l, saga.Event{Kind: saga.EvIntent, Step: n, Intent: intent})
 	l.mu.Unlock()
+	if err == nil {
+		err = e.await(ctx, l, pending)
+	}
 	if err != nil {
 		e.log.Error("intent not journaled: call refused", "saga", sagaID, "tool", call.Tool, "err", err)
 		return toolcall.Result{}, fmt.Errorf("agenthelm could not journal the call, so it was not sent: %w", err)
@@ -120,20 +123,22 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 	} else {
 		out.Error = ferr.Error()
 	}
+	unwind := failure != "" && e.unwind[failure] && !rule.ContinueOnError
+	evs := []saga.Event{out}
 	l.mu.Lock()
-	if err := e.record(context.WithoutCancel(ctx), l, out); err != nil {
-		l.mu.Unlock()
+	if unwind && l.s.Status == saga.Open {
+		evs = append(evs, saga.Event{Kind: saga.EvAborted, Step: n, Reason: fmt.Sprintf("step %d (%s) failed: %s", n, call.Tool, status), By: "engine"})
+	}
+	pending, err = e.stage(l, evs...)
+	aborting := l.s.Status == saga.Aborting
+	l.mu.Unlock()
+	if err == nil {
+		err = e.await(ctx, l, pending)
+	}
+	if err != nil {
 		e.log.Error("outcome not journaled", "saga", sagaID, "step", n, "err", err)
 		return toolcall.Result{}, fmt.Errorf("agenthelm could not journal the call's outcome (the call may have run): %w", err)
 	}
-	unwind := failure != "" && e.unwind[failure] && !rule.ContinueOnError
-	if unwind && l.s.Status == saga.Open {
-		if err := e.record(context.WithoutCancel(ctx), l, saga.Event{Kind: saga.EvAborted, Step: n, Reason: fmt.Sprintf("step %d (%s) failed: %s", n, call.Tool, status), By: "engine"}); err != nil {
-			e.log.Error("abort not journaled", "saga", sagaID, "err", err)
-		}
-	}
-	aborting := l.s.Status == saga.Aborting
-	l.mu.Unlock()
 
 	if !unwind || !aborting {
 		return res, ferr

@@ -19,9 +19,9 @@ import (
 // Journal is what the engine needs from the write-ahead journal.
 // *journal.Journal implements it.
 type Journal interface {
-	// Append writes a batch durably; it returns when the batch is on disk
-	// or with an error (then the batch may or may not be on disk).
-	Append(ctx context.Context, b journal.Batch) ([]uint64, error)
+	// Enqueue queues a batch for the next synced commit; commits keep the
+	// order of Enqueue calls. Pending.Wait says when it is on disk.
+	Enqueue(ctx context.Context, b journal.Batch) (*journal.Pending, error)
 	// Events returns a saga's events in order (journal.ErrNotFound if none).
 	Events(ctx context.Context, saga string) ([]journal.Event, error)
 	// NonTerminal lists the sagas recovery must look at.
@@ -210,15 +210,33 @@ func (e *Engine) newSagaID() string {
 	return "s-" + e.opts.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
 }
 
-// record journals events for a saga and then applies them to its state,
-// with the saga's head, as one durable batch. The caller holds l.mu.
+// record journals events for a saga and applies them to its state, as one
+// durable batch with the saga's new head, and waits until they are on disk.
+// The caller holds l.mu.
 func (e *Engine) record(ctx context.Context, l *live, evs ...saga.Event) error {
-	if l.broken != nil {
+	p, err := e.stage(l, evs...)
+	if err != nil {
+		return err
+	}
+	if _, err := p.Wait(context.WithoutCancel(ctx)); err != nil {
+		l.broken = fmt.Errorf("journal: %w", err)
 		return l.broken
 	}
-	// Apply to a scratch copy first so that the head written with the
-	// events is the state they produce, and the live state changes only
-	// once they are durable.
+	return nil
+}
+
+// stage applies events to the saga's state and queues them, with the head
+// they produce, for the journal's next synced commit, without waiting. The
+// caller holds l.mu, so the journal receives a saga's batches in the order
+// of its state; waiting for durability outside the lock lets concurrent
+// calls of one saga share a synced commit (group commit) instead of taking
+// turns at fsync. Whoever waits must mark the saga broken if the wait fails.
+func (e *Engine) stage(l *live, evs ...saga.Event) (*journal.Pending, error) {
+	if l.broken != nil {
+		return nil, l.broken
+	}
+	// Apply to a fork first, so that the live state changes only once the
+	// batch is queued.
 	next := l.s.Fork()
 	batch := journal.Batch{Saga: l.s.ID}
 	for _, ev := range evs {
@@ -226,23 +244,36 @@ func (e *Engine) record(ctx context.Context, l *live, evs ...saga.Event) error {
 			ev.Time = e.opts.Now()
 		}
 		if err := next.Apply(ev); err != nil {
-			return fmt.Errorf("saga %s: %w", l.s.ID, err)
+			return nil, fmt.Errorf("saga %s: %w", l.s.ID, err)
 		}
 		body, err := json.Marshal(ev)
 		if err != nil {
-			return fmt.Errorf("encode %s event: %w", ev.Kind, err)
+			return nil, fmt.Errorf("encode %s event: %w", ev.Kind, err)
 		}
 		batch.Events = append(batch.Events, journal.Event{Kind: string(ev.Kind), Time: ev.Time, Body: body})
 	}
 	head := headOf(next)
 	batch.Head = &head
-	if _, err := e.opts.Journal.Append(ctx, batch); err != nil {
-		// The events may or may not be on disk: stop trusting this state;
-		// the next use reloads it from the journal.
-		l.broken = fmt.Errorf("journal: %w", err)
-		return l.broken
+	// Never skipped once queued: later batches of this saga build on it.
+	p, err := e.opts.Journal.Enqueue(context.Background(), batch)
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
 	}
 	l.s = next
+	return p, nil
+}
+
+// await waits for a staged batch outside the saga's lock.
+func (e *Engine) await(ctx context.Context, l *live, p *journal.Pending) error {
+	if _, err := p.Wait(context.WithoutCancel(ctx)); err != nil {
+		l.mu.Lock()
+		if l.broken == nil {
+			l.broken = fmt.Errorf("journal: %w", err)
+		}
+		err = l.broken
+		l.mu.Unlock()
+		return err
+	}
 	return nil
 }
 

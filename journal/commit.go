@@ -113,23 +113,49 @@ func (r *request) finish(err error) {
 // committed, so the caller must treat it as in doubt and re-read the saga.
 // A ctx that is already done returns ctx.Err() and writes nothing.
 func (j *Journal) Append(ctx context.Context, b Batch) ([]uint64, error) {
-	r, err := j.newRequest(ctx, b)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	p, err := j.Enqueue(ctx, b)
 	if err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
+	return p.Wait(ctx)
+}
+
+// Pending is a batch queued by Enqueue.
+type Pending struct{ r *request }
+
+// Enqueue validates b and queues it for the committer without waiting:
+// batches are committed in the order they were enqueued, so a caller that
+// enqueues under its own lock and waits outside it keeps its order while
+// sharing synced transactions with others. The batch is skipped, unwritten,
+// if ctx ends before the committer reaches it; pass a context that does not
+// end (context.WithoutCancel) when later batches depend on this one.
+// Errors are those of Append that arise before the commit.
+func (j *Journal) Enqueue(ctx context.Context, b Batch) (*Pending, error) {
+	r, err := j.newRequest(ctx, b)
+	if err != nil {
 		return nil, err
 	}
 	if err := j.enqueue(r); err != nil {
 		return nil, err
 	}
+	return &Pending{r}, nil
+}
+
+// Wait returns once the batch is committed (durably, with Options.Sync),
+// with the seqs assigned to its events, or with the error that kept it
+// from being committed. If ctx ends first, the error matches both
+// ErrInDoubt and ctx.Err(): the batch may still be committed.
+func (p *Pending) Wait(ctx context.Context) ([]uint64, error) {
 	select {
-	case <-r.done:
-		return r.seqs, r.err
+	case <-p.r.done:
+		return p.r.seqs, p.r.err
 	case <-ctx.Done():
 		select {
-		case <-r.done:
-			return r.seqs, r.err
+		case <-p.r.done:
+			return p.r.seqs, p.r.err
 		default:
 		}
 		return nil, fmt.Errorf("%w: %w", ErrInDoubt, ctx.Err())

@@ -1,0 +1,100 @@
+package engine_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/agenthelm/agenthelm/engine"
+	"github.com/agenthelm/agenthelm/journal"
+	"github.com/agenthelm/agenthelm/proxy"
+	"github.com/agenthelm/agenthelm/proxy/upstream"
+	"github.com/agenthelm/agenthelm/saga"
+	"github.com/agenthelm/agenthelm/toolcall"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// BenchmarkToolCall measures a proxied tools/call (an echo on an MCP server
+// over streamable HTTP) with the saga engine journaling with fsync, with the
+// engine journaling without fsync (journal.sync: none), and with no engine
+// at all, at concurrency 1 and 16, in one run so the ratios are
+// comparable on a noisy machine:
+//
+//	go test -run '^$' -bench ToolCall -benchtime 2000x ./engine/
+func BenchmarkToolCall(b *testing.B) {
+	echo := mcp.NewServer(&mcp.Implementation{Name: "echo", Version: "1"}, nil)
+	type msg struct {
+		Message string `json:"message"`
+	}
+	mcp.AddTool(echo, &mcp.Tool{Name: "echo"}, func(ctx context.Context, req *mcp.CallToolRequest, in msg) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: in.Message}}}, nil, nil
+	})
+	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return echo }, &mcp.StreamableHTTPOptions{JSONResponse: true}))
+	defer up.Close()
+
+	for _, conc := range []int{1, 16} {
+		for _, mode := range []string{"passthrough", "journal-nosync", "journal-sync"} {
+			b.Run(mode+"/conc="+itoa(conc), func(b *testing.B) {
+				ctx := context.Background()
+				var commits, records64, commitNS atomic.Int64
+				var ic toolcall.Interceptor = toolcall.Passthrough{}
+				var p *proxy.Proxy
+				if mode != "passthrough" {
+					j, err := journal.Open(ctx, journal.Options{Dir: b.TempDir(), Sync: mode == "journal-sync",
+						OnCommit: func(records int, d time.Duration) { commits.Add(1); records64.Add(int64(records)); commitNS.Add(int64(d)) }})
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer j.Close(ctx)
+					e := engine.New(engine.Options{Journal: j, Invoker: invoker{&p}, Eval: jqEval,
+						Rules: rules{"echo": {Compensate: &saga.Compensator{Tool: "echo", Args: "{message: .args.message}"}}}, IdleCommit: time.Hour})
+					defer e.Close(ctx)
+					ic = e
+				}
+				p = proxy.New(proxy.Options{Upstreams: map[string]upstream.Spec{"echo": {Name: "echo", URL: up.URL, Transport: "streamable-http"}}, Interceptor: ic})
+				defer p.Close(ctx)
+				front := httptest.NewServer(p.Handler())
+				defer front.Close()
+				cs, err := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "1"}, nil).Connect(ctx,
+					&mcp.StreamableClientTransport{Endpoint: front.URL + "/mcp/echo"}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer cs.Close()
+				var next atomic.Int64
+				var wg sync.WaitGroup
+				b.ResetTimer()
+				start := time.Now()
+				for range conc {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for next.Add(1) <= int64(b.N) {
+							if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: msg{"hello"}}); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
+				b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+				if n := commits.Load(); n > 0 {
+					b.ReportMetric(float64(records64.Load())/float64(n), "records/commit")
+					b.ReportMetric(float64(commitNS.Load())/float64(n)/1e6, "ms/commit")
+				}
+			})
+		}
+	}
+}
+
+func itoa(n int) string {
+	if n < 10 {
+		return string(rune('0' + n))
+	}
+	return itoa(n/10) + string(rune('0'+n%10))
+}
