@@ -1,0 +1,258 @@
+# agenthelm authorization policy: the decision.
+#
+# agenthelm evaluates data.agenthelm.authz.decision for every tool call and
+# expects an object:
+#
+#   allow             bool      forward the call now
+#   require_approval  bool      hold the call until a person approves it
+#   reasons           [string]  why; shown to the agent, approvers and the journal
+#   approvers         [string]  who may approve a held call (empty: configured default)
+#   approval_timeout  string    how long a held call waits, e.g. "30m" (empty: default)
+#   labels            {string: string}  copied to the journal and traces
+#
+# The other files of this package only add entries to two sets:
+#
+#   deny contains {"rule": "...", "reason": "..."}
+#   hold contains {"rule": "...", "reason": "...", "approvers": [...], "approval_timeout": "30m"}
+#
+# and this file composes them: any deny wins over any hold, any hold wins
+# over allow, and a call that no rule objects to is allowed. To add a rule,
+# add a file that contributes to deny or hold (and its _test.rego); this file
+# need not change.
+#
+# Every case below is spelled out and there is a default, so the decision is
+# never undefined. (An undefined decision, or an error while evaluating, also
+# denies: agenthelm fails closed. But a deny that says why is better than
+# one that says "undefined".) Settings come from data.agenthelm (data.json)
+# and are checked once, at load time, by load_errors below.
+#
+# agenthelm evaluates this for every call, so the rules are written to fail
+# fast: each rule body starts with a cheap lookup (is this tool in my list?)
+# that is false for most calls.
+package agenthelm.authz
+
+# Nothing objects: allow.
+decision := {
+	"allow": true,
+	"require_approval": false,
+	"reasons": [],
+	"approvers": [],
+	"approval_timeout": "",
+	"labels": {},
+} if {
+	count(deny) == 0
+	count(hold) == 0
+}
+
+# Holds and no denies: everyone named by any hold may approve, and the
+# shortest timeout of all holds applies.
+decision := {
+	"allow": false,
+	"require_approval": true,
+	"reasons": sort([h.reason | some h in hold]),
+	"approvers": sort({a | some h in hold; some a in h.approvers}),
+	"approval_timeout": shortest_timeout,
+	"labels": labels,
+} if {
+	count(deny) == 0
+	count(hold) > 0
+}
+
+# Any deny: deny reasons first, then hold reasons, so that an agent learns
+# everything that stands in its way at once.
+decision := {
+	"allow": false,
+	"require_approval": false,
+	"reasons": array.concat(sort([d.reason | some d in deny]), sort([h.reason | some h in hold])),
+	"approvers": [],
+	"approval_timeout": "",
+	"labels": labels,
+} if {
+	count(deny) > 0
+}
+
+# A safety net: should a bug leave every case above undefined, agenthelm
+# still gets a well-formed deny.
+default decision := {
+	"allow": false,
+	"require_approval": false,
+	"reasons": ["agenthelm.authz: no decision could be computed (a bug in the policy)"],
+	"approvers": [],
+	"approval_timeout": "",
+	"labels": {},
+}
+
+# deny and hold are filled by the rule files; these empty definitions let
+# authz.rego compile on its own, whichever rule files are present.
+deny contains d if some d in []
+
+hold contains h if some h in []
+
+default shortest_timeout := ""
+
+shortest_timeout := [t | some t in timeouts; time.parse_duration_ns(t) == shortest_ns][0] if {
+	timeouts := [t | some h in hold; t := h.approval_timeout; t != ""]
+	shortest_ns := min([time.parse_duration_ns(t) | some t in timeouts])
+}
+
+# labels.rules names the rules that matched, for traces and the journal:
+# "budget.hard_limit,deny.sql".
+labels := {"rules": concat(",", sort({r.rule | some r in deny} | {r.rule | some r in hold}))}
+
+# Helpers shared by the rule files.
+
+# tool_names are the keys under which settings may name the called tool,
+# most specific first: "upstream/name", "name" (on any upstream), and
+# "upstream/*" (every tool of the upstream).
+tool_names := [
+	concat("/", [input.tool.upstream, input.tool.name]),
+	input.tool.name,
+	concat("/", [input.tool.upstream, "*"]),
+]
+
+# tool_id is how messages name the called tool: "upstream/name". (It has a
+# default: a reason that fails to render would drop its rule.)
+default tool_id := "(unnamed tool)"
+
+tool_id := tool_names[0]
+
+# setting(tools) is the value that tools, an object keyed by tool names,
+# holds for the called tool under its most specific name; undefined if it
+# does not name the tool.
+setting(tools) := value if {
+	value := tools[tool_names[0]]
+} else := value if {
+	value := tools[tool_names[1]]
+} else := value if {
+	value := tools[tool_names[2]]
+}
+
+# step_setting(tools, step) is setting(tools) for an earlier step.
+step_setting(tools, step) := value if {
+	value := tools[concat("/", [step.upstream, step.tool])]
+} else := value if {
+	value := tools[step.tool]
+} else := value if {
+	value := tools[concat("/", [step.upstream, "*"])]
+}
+
+# amount(args, name) is the number in argument name: a JSON number, or a
+# string holding one ("12.50"), since many payment APIs take both. It is
+# undefined when the argument is absent or holds anything else; rules that
+# care deny that case explicitly rather than skip the check.
+amount(args, name) := args[name] if is_number(args[name])
+
+amount(args, name) := to_number(args[name]) if {
+	is_string(args[name])
+	regex.match(`^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$`, args[name])
+}
+
+# load_errors is checked once, when agenthelm loads this directory, with the
+# data but without an input: a revision with load errors is rejected like
+# one that does not compile (the previous revision keeps deciding; at
+# startup agenthelm refuses to start). Settings are checked here rather
+# than on every call.
+#
+# A rule that reads a missing setting silently matches nothing, so every
+# setting the rules read is required, and checked for its type.
+load_errors contains sprintf("data.agenthelm.%s.%s is missing (see data.json)", [section, key]) if {
+	some section, types in setting_types
+	some key, _ in types
+	not has_setting(section, key)
+}
+
+load_errors contains sprintf("data.agenthelm.%s.%s must be %s", [section, key, type]) if {
+	some section, types in setting_types
+	some key, type in types
+	value := settings[section][key]
+	not has_type(value, type)
+}
+
+load_errors contains sprintf("data.agenthelm.%s.approval_timeout %q is not a duration such as \"30m\"", [section, t]) if {
+	some section in ["irreversible", "budget", "payments"]
+	t := settings[section].approval_timeout
+	is_string(t)
+	not regex.match(`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`, t)
+}
+
+load_errors contains sprintf("data.agenthelm.lists.%s: %q is not a valid regular expression", [list, p.pattern]) if {
+	some list in ["denied_command_patterns", "denied_sql_patterns"]
+	some p in settings.lists[list]
+	not regex.is_valid(p.pattern)
+}
+
+setting_types := {
+	"lists": {
+		"denied_tools": "an object of reasons",
+		"approval_exempt_tools": "an object of reasons",
+		"shell_tools": "an object of argument name lists",
+		"denied_command_patterns": "a list of {pattern, reason}",
+		"path_tools": "an object of argument name lists",
+		"allowed_path_roots": "a list of strings",
+		"sql_tools": "an object of argument name lists",
+		"denied_sql_patterns": "a list of {pattern, reason}",
+	},
+	"irreversible": {"approvers": "a list of strings", "approval_timeout": "a string"},
+	"budget": {
+		"tools": "an object of argument names",
+		"hold_above": "a number",
+		"deny_above": "a number",
+		"approvers": "a list of strings",
+		"approval_timeout": "a string",
+		"max_calls_per_minute": "a number",
+	},
+	"payments": {
+		"charge_tools": "an object of argument names",
+		"approval_above": "a number",
+		"approvers": "a list of strings",
+		"approval_timeout": "a string",
+	},
+}
+
+# settings are the sections, named one by one: a dynamic
+# data.agenthelm[section] would also reach this package's own rules
+# (data.agenthelm.authz).
+settings["lists"] := data.agenthelm.lists
+
+settings["irreversible"] := data.agenthelm.irreversible
+
+settings["budget"] := data.agenthelm.budget
+
+settings["payments"] := data.agenthelm.payments
+
+has_setting(section, key) if _ = settings[section][key]
+
+has_type(x, "a string") if is_string(x)
+
+has_type(x, "a number") if is_number(x)
+
+has_type(x, "a list of strings") if {
+	is_array(x)
+	every e in x { is_string(e) }
+}
+
+has_type(x, "a list of {pattern, reason}") if {
+	is_array(x)
+	every p in x {
+		is_string(p.pattern)
+		is_string(p.reason)
+	}
+}
+
+has_type(x, "an object of reasons") if {
+	is_object(x)
+	every _, v in x { is_string(v) }
+}
+
+has_type(x, "an object of argument names") if {
+	is_object(x)
+	every _, v in x { is_string(v) }
+}
+
+has_type(x, "an object of argument name lists") if {
+	is_object(x)
+	every _, v in x {
+		is_array(v)
+		every e in v { is_string(e) }
+	}
+}

@@ -1,0 +1,35 @@
+# Large charges need a person from payments on-call (the demo's example).
+#
+# A call of one of payments.charge_tools whose amount (the argument named
+# there) is above payments.approval_above is held until someone in
+# payments.approvers approves it, for at most payments.approval_timeout;
+# then it is denied. This holds whatever the saga has spent so far: the
+# budget rules in budget.rego look at totals, this rule at single charges.
+package agenthelm.authz
+
+payments := data.agenthelm.payments
+
+# charge_argument names the argument that holds the charge; undefined if
+# the tool does not charge.
+charge_argument := setting(payments.charge_tools)
+
+hold contains {
+	"rule": "payments.large_charge",
+	"reason": sprintf("%s: a charge of %v is above %v: payments on-call must approve it", [
+		tool_id, charge, payments.approval_above,
+	]),
+	"approvers": payments.approvers,
+	"approval_timeout": payments.approval_timeout,
+} if {
+	charge := amount(input.arguments, charge_argument)
+	charge > payments.approval_above
+}
+
+# A charge whose amount cannot be read cannot be checked: deny it.
+deny contains {
+	"rule": "payments.amount",
+	"reason": sprintf("%s: argument %q must be a number", [tool_id, name]),
+} if {
+	name := charge_argument
+	not amount(input.arguments, name)
+}

@@ -1,0 +1,389 @@
+package policy
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/agenthelm/agenthelm/toolcall"
+)
+
+// InputSchema is the JSON Schema (draft 2020-12) of the input document.
+//
+//go:embed input.schema.json
+var InputSchema []byte
+
+// InputVersion names the schema of the input document. Policies may check it;
+// a change that is not backwards compatible gets a new version.
+const InputVersion = "agenthelm.policy/v1"
+
+// Agent identity sources (AgentInfo.Source).
+const (
+	AgentFromHeader     = "header"      // a configured request header
+	AgentFromToken      = "token"       // the subject of the bearer token
+	AgentFromClientInfo = "client_info" // MCP clientInfo.name
+	AgentFromSession    = "session"     // no identity: the MCP session stands in for it
+)
+
+// Step statuses as policies see them (StepSummary.Status). The saga engine
+// maps its own states onto these.
+const (
+	StepPending     = "pending"     // allowed and not finished: held for approval or in flight
+	StepSucceeded   = "succeeded"   // the upstream answered with a result that is not an error
+	StepFailed      = "failed"      // tool error, protocol error, timeout or cancellation
+	StepDenied      = "denied"      // never forwarded: denied by policy or by an approver, or expired
+	StepCompensated = "compensated" // undone by its compensator
+	StepStuck       = "stuck"       // its compensation failed for good
+)
+
+// Input is the document a policy sees as `input`. Its JSON form is the
+// versioned contract described in docs/POLICY.md and policy/input.schema.json;
+// every field is always present (empty objects and arrays rather than null)
+// except the optional transport fields, which follow toolcall.Transport.
+type Input struct {
+	// Version is InputVersion (empty means InputVersion).
+	Version string `json:"version"`
+	// Tool is the tool being called and what agenthelm knows about it.
+	Tool ToolInfo `json:"tool"`
+	// Arguments are the call's arguments exactly as the agent sent them
+	// (for MCP, params.arguments; for HTTP routes, the JSON body). Empty
+	// means {}.
+	Arguments json.RawMessage `json:"arguments"`
+	// Transport says how the call arrived.
+	Transport toolcall.Transport `json:"transport"`
+	// Agent is who is calling.
+	Agent AgentInfo `json:"agent"`
+	// Saga is the transaction the call would join.
+	Saga SagaInfo `json:"saga"`
+	// Time is when the call arrived, in UTC.
+	Time TimeInfo `json:"time"`
+}
+
+// ToolInfo describes the called tool.
+type ToolInfo struct {
+	// Name is the tool's name (unique only per upstream).
+	Name string `json:"name"`
+	// Upstream is the configured name of the server the call goes to.
+	Upstream string `json:"upstream"`
+	// Annotations are the tool's MCP annotations (readOnlyHint, ...) when the
+	// upstream is trusted, and empty otherwise: a policy can rely on them.
+	Annotations map[string]any `json:"annotations"`
+	// HasCompensator says a compensator is configured, so the step can be undone.
+	HasCompensator bool `json:"has_compensator"`
+	// ReadOnly says the call changes nothing (config, or readOnlyHint from a
+	// trusted upstream).
+	ReadOnly bool `json:"read_only"`
+	// Irreversible says the configuration marks the tool as a pivot that can
+	// never be undone, whatever else is declared.
+	Irreversible bool `json:"irreversible"`
+	// Idempotent says repeating the call has no further effect.
+	Idempotent bool `json:"idempotent"`
+}
+
+// AgentInfo is the caller's identity.
+type AgentInfo struct {
+	// ID identifies the agent; empty when nothing identifies it.
+	ID string `json:"id"`
+	// Source says where ID came from: one of the AgentFrom constants.
+	Source string `json:"source"`
+	// Client is what the agent said about itself (MCP clientInfo).
+	Client toolcall.ClientInfo `json:"client"`
+}
+
+// SagaInfo is what the saga engine knows about the call's saga.
+type SagaInfo struct {
+	// ID is the saga's id.
+	ID string `json:"id"`
+	// Steps are the saga's earlier steps, oldest first. The engine may pass
+	// only the most recent ones; Counts always covers the whole saga.
+	Steps []StepSummary `json:"steps"`
+	// Counts counts the saga's steps by status (the Step constants), plus
+	// "total". NewInput computes it from Steps when it is nil.
+	Counts map[string]int `json:"counts"`
+	// ElapsedSeconds is the time since the saga's first step.
+	ElapsedSeconds float64 `json:"elapsed_seconds"`
+}
+
+// StepSummary is one earlier step of the saga.
+type StepSummary struct {
+	Tool     string `json:"tool"`
+	Upstream string `json:"upstream"`
+	// Status is one of the Step constants.
+	Status string `json:"status"`
+	// Arguments are the step's arguments as journaled. Empty means {}.
+	Arguments json.RawMessage `json:"arguments"`
+	// Time is when the step was called (RFC 3339, UTC, milliseconds).
+	Time string `json:"time"`
+	// Unix is Time in seconds since the epoch.
+	Unix int64 `json:"unix"`
+}
+
+// TimeInfo is a point in time in the forms policies compare most easily.
+type TimeInfo struct {
+	Unix    int64  `json:"unix"`
+	RFC3339 string `json:"rfc3339"`
+	// Weekday is the English day name ("Monday").
+	Weekday string `json:"weekday"`
+	// Hour is 0-23.
+	Hour int `json:"hour"`
+}
+
+// NewTimeInfo describes t in UTC.
+func NewTimeInfo(t time.Time) TimeInfo {
+	t = t.UTC()
+	return TimeInfo{Unix: t.Unix(), RFC3339: t.Format(time.RFC3339), Weekday: t.Weekday().String(), Hour: t.Hour()}
+}
+
+// NewStepSummary describes an earlier step of a saga.
+func NewStepSummary(tool, upstream, status string, args json.RawMessage, at time.Time) StepSummary {
+	at = at.UTC()
+	return StepSummary{
+		Tool: tool, Upstream: upstream, Status: status, Arguments: args,
+		Time: at.Format("2006-01-02T15:04:05.000Z07:00"), Unix: at.Unix(),
+	}
+}
+
+// NewInput builds the input document for call. tool, agent and saga carry
+// what the saga engine resolved; empty tool name and upstream, and an empty
+// agent client, are taken from call. Saga counts are computed from the steps
+// when saga.Counts is nil.
+func NewInput(call *toolcall.Call, tool ToolInfo, agent AgentInfo, saga SagaInfo, now time.Time) Input {
+	if tool.Name == "" {
+		tool.Name = call.Tool
+	}
+	if tool.Upstream == "" {
+		tool.Upstream = call.Upstream
+	}
+	if agent.Client == (toolcall.ClientInfo{}) {
+		agent.Client = call.Client
+	}
+	if saga.Counts == nil {
+		saga.Counts = CountSteps(saga.Steps)
+	}
+	return Input{
+		Version:   InputVersion,
+		Tool:      tool,
+		Arguments: call.Arguments,
+		Transport: call.Transport,
+		Agent:     agent,
+		Saga:      saga,
+		Time:      NewTimeInfo(now),
+	}
+}
+
+// CountSteps counts steps by status, plus "total".
+func CountSteps(steps []StepSummary) map[string]int {
+	counts := map[string]int{"total": len(steps)}
+	for _, s := range steps {
+		counts[s.Status]++
+	}
+	return counts
+}
+
+// MarshalJSON writes the document exactly as policies see it: nil maps,
+// slices and arguments become {} or [].
+func (in Input) MarshalJSON() ([]byte, error) {
+	type plain Input // no methods: no recursion
+	n := in.normalized()
+	return json.Marshal(plain(n))
+}
+
+// emptyObject is what absent arguments become.
+var emptyObject = json.RawMessage(`{}`)
+
+func (in Input) normalized() Input {
+	if in.Version == "" {
+		in.Version = InputVersion
+	}
+	if isEmptyJSON(in.Arguments) {
+		in.Arguments = emptyObject
+	}
+	if in.Tool.Annotations == nil {
+		in.Tool.Annotations = map[string]any{}
+	}
+	if in.Saga.Counts == nil {
+		in.Saga.Counts = map[string]int{}
+	}
+	steps := make([]StepSummary, len(in.Saga.Steps))
+	for i, s := range in.Saga.Steps {
+		if isEmptyJSON(s.Arguments) {
+			s.Arguments = emptyObject
+		}
+		steps[i] = s
+	}
+	in.Saga.Steps = steps
+	return in
+}
+
+func isEmptyJSON(raw json.RawMessage) bool { return len(bytes.TrimSpace(raw)) == 0 }
+
+// errBadArguments wraps arguments that are not valid JSON.
+var errBadArguments = errors.New("arguments are not valid JSON")
+
+// Value converts the input to the AST value OPA evaluates, without a JSON
+// round trip of the whole document (see BenchmarkInputConversion). The value
+// equals the one OPA would build from the document's JSON.
+func (in *Input) Value() (ast.Value, error) { return in.value(nil) }
+
+// value is Value with a cache of earlier steps' values (nil: none). A saga's
+// earlier steps come back in every later call's input, so with the cache
+// each is converted about once.
+func (in *Input) value(cache *stepCache) (ast.Value, error) {
+	args, err := jsonValue(in.Arguments)
+	if err != nil {
+		return nil, fmt.Errorf("input.arguments: %w", err)
+	}
+	steps := make([]*ast.Term, len(in.Saga.Steps))
+	for i := range in.Saga.Steps {
+		if steps[i], err = cache.step(&in.Saga.Steps[i]); err != nil {
+			return nil, fmt.Errorf("input.saga.steps[%d].arguments: %w", i, err)
+		}
+	}
+	annotations, err := ast.InterfaceToValue(in.Tool.Annotations)
+	if err != nil {
+		return nil, fmt.Errorf("input.tool.annotations: %w", err)
+	}
+	counts := make([][2]*ast.Term, 0, len(in.Saga.Counts))
+	for k, v := range in.Saga.Counts {
+		counts = append(counts, [2]*ast.Term{ast.StringTerm(k), ast.NewTerm(intValue(int64(v)))})
+	}
+
+	version := in.Version
+	if version == "" {
+		version = InputVersion
+	}
+	return ast.NewObject(
+		item("version", ast.String(version)),
+		item("tool", ast.NewObject(
+			item("name", ast.String(in.Tool.Name)),
+			item("upstream", ast.String(in.Tool.Upstream)),
+			item("annotations", annotations),
+			item("has_compensator", ast.Boolean(in.Tool.HasCompensator)),
+			item("read_only", ast.Boolean(in.Tool.ReadOnly)),
+			item("irreversible", ast.Boolean(in.Tool.Irreversible)),
+			item("idempotent", ast.Boolean(in.Tool.Idempotent)),
+		)),
+		item("arguments", args),
+		item("transport", transportValue(&in.Transport)),
+		item("agent", ast.NewObject(
+			item("id", ast.String(in.Agent.ID)),
+			item("source", ast.String(in.Agent.Source)),
+			item("client", clientValue(in.Agent.Client)),
+		)),
+		item("saga", ast.NewObject(
+			item("id", ast.String(in.Saga.ID)),
+			item("steps", ast.NewArray(steps...)),
+			item("counts", ast.NewObject(counts...)),
+			item("elapsed_seconds", floatValue(in.Saga.ElapsedSeconds)),
+		)),
+		item("time", ast.NewObject(
+			item("unix", intValue(in.Time.Unix)),
+			item("rfc3339", ast.String(in.Time.RFC3339)),
+			item("weekday", ast.String(in.Time.Weekday)),
+			item("hour", intValue(int64(in.Time.Hour))),
+		)),
+	), nil
+}
+
+// stepValue converts one earlier step.
+func stepValue(s *StepSummary) (*ast.Term, error) {
+	args, err := jsonValue(s.Arguments)
+	if err != nil {
+		return nil, err
+	}
+	return ast.ObjectTerm(
+		item("tool", ast.String(s.Tool)),
+		item("upstream", ast.String(s.Upstream)),
+		item("status", ast.String(s.Status)),
+		item("arguments", args),
+		item("time", ast.String(s.Time)),
+		item("unix", intValue(s.Unix)),
+	), nil
+}
+
+// keyTerms are the input's fixed object keys, built once: AST values are
+// never changed once built, so every input can share them.
+var keyTerms = func() map[string]*ast.Term {
+	m := map[string]*ast.Term{}
+	for _, k := range []string{
+		"version", "tool", "name", "upstream", "annotations", "has_compensator", "read_only", "irreversible", "idempotent",
+		"arguments", "transport", "kind", "protocol", "protocol_version", "session_id", "remote_addr", "method", "path", "headers",
+		"agent", "id", "source", "client", "saga", "steps", "status", "counts", "elapsed_seconds", "time", "unix", "rfc3339", "weekday", "hour",
+	} {
+		m[k] = ast.StringTerm(k)
+	}
+	return m
+}()
+
+// item is a key-value pair with a fixed key.
+func item(key string, v ast.Value) [2]*ast.Term {
+	k, ok := keyTerms[key]
+	if !ok {
+		k = ast.StringTerm(key)
+	}
+	return [2]*ast.Term{k, ast.NewTerm(v)}
+}
+
+func intValue(n int64) ast.Value { return ast.Number(strconv.FormatInt(n, 10)) }
+
+// floatValue renders f as encoding/json would, so that Value and the JSON
+// document agree.
+func floatValue(f float64) ast.Value {
+	b, _ := json.Marshal(f) // a float from time arithmetic is never NaN or Inf
+	return ast.Number(b)
+}
+
+// transportValue mirrors toolcall.Transport's JSON tags, omitempty included.
+func transportValue(t *toolcall.Transport) ast.Value {
+	kv := make([][2]*ast.Term, 0, 9)
+	kv = append(kv, item("kind", ast.String(t.Kind)), item("protocol", ast.String(t.Protocol)))
+	optional := func(key, v string) {
+		if v != "" {
+			kv = append(kv, item(key, ast.String(v)))
+		}
+	}
+	optional("protocol_version", t.ProtocolVersion)
+	optional("session_id", t.SessionID)
+	optional("remote_addr", t.RemoteAddr)
+	kv = append(kv, item("method", ast.String(t.Method)))
+	optional("path", t.Path)
+	if len(t.Headers) > 0 {
+		h := make([][2]*ast.Term, 0, len(t.Headers))
+		for k, v := range t.Headers {
+			h = append(h, [2]*ast.Term{ast.StringTerm(k), ast.StringTerm(v)})
+		}
+		kv = append(kv, item("headers", ast.NewObject(h...)))
+	}
+	return ast.NewObject(kv...)
+}
+
+// clientValue mirrors toolcall.ClientInfo's JSON tags (both omitempty).
+func clientValue(c toolcall.ClientInfo) ast.Value {
+	kv := make([][2]*ast.Term, 0, 2)
+	if c.Name != "" {
+		kv = append(kv, item("name", ast.String(c.Name)))
+	}
+	if c.Version != "" {
+		kv = append(kv, item("version", ast.String(c.Version)))
+	}
+	return ast.NewObject(kv...)
+}
+
+// jsonValue converts a JSON text to an AST value, keeping numbers exact.
+// Empty text is {}.
+func jsonValue(raw json.RawMessage) (ast.Value, error) {
+	if isEmptyJSON(raw) {
+		return ast.NewObject(), nil
+	}
+	v, err := parseJSONValue(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errBadArguments, err)
+	}
+	return v, nil
+}
