@@ -1,5 +1,8 @@
 // Package upstream connects agenthelm to real MCP servers: stdio child
-// processes, streamable HTTP endpoints and legacy HTTP+SSE endpoints.
+// processes (stdio.go), streamable HTTP endpoints of both protocol eras
+// (streamable.go) and legacy HTTP+SSE endpoints (sse.go). Dial picks one
+// from a Spec. EventReader and EventWriter (ssereader.go) parse and write
+// server-sent events for these clients and for the front doors.
 //
 // A Conn relays whole JSON-RPC frames byte for byte; it never decodes params
 // or results into typed structs. It reports every frame the server sends to

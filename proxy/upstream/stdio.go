@@ -188,8 +188,17 @@ func (c *stdioConn) Send(ctx context.Context, msg *jsonrpc.Message, _ SendOption
 	if msg.IsRequest() && !c.pending.add(msg.ID) {
 		return c.Err()
 	}
-	err := c.write(ctx, line)
-	if err != nil && msg.IsRequest() && !c.pending.remove(msg.ID) {
+	midway, err := c.write(ctx, line)
+	if err == nil {
+		return nil
+	}
+	stillPending := msg.IsRequest() && c.pending.remove(msg.ID)
+	if midway {
+		// Only now, with the request no longer pending, so that its failure
+		// is reported once, by this error.
+		c.terminate()
+	}
+	if msg.IsRequest() && !stillPending {
 		// The conn went away meanwhile and already failed the request
 		// through RequestFailed: report it once only.
 		return nil
@@ -199,16 +208,16 @@ func (c *stdioConn) Send(ctx context.Context, msg *jsonrpc.Message, _ SendOption
 
 // write writes one whole line. Writes are serialized so that frames never
 // interleave. If ctx ends while the pipe is full, the write is abandoned; a
-// line abandoned halfway would corrupt every later frame, so the conn is
-// then closed.
-func (c *stdioConn) write(ctx context.Context, line []byte) error {
+// line abandoned halfway (midway) would corrupt every later frame, so the
+// conn is then marked gone, and the caller terminates the server.
+func (c *stdioConn) write(ctx context.Context, line []byte) (midway bool, err error) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	if err := c.Err(); err != nil {
-		return err
+		return false, err
 	}
 	if ctx.Err() != nil {
-		return fmt.Errorf("send to upstream %q: %w", c.name, context.Cause(ctx))
+		return false, fmt.Errorf("send to upstream %q: %w", c.name, context.Cause(ctx))
 	}
 	// Abandon the write when ctx ends, but only this write: the guard keeps
 	// a late callback from setting a deadline the next writer would hit.
@@ -229,29 +238,29 @@ func (c *stdioConn) write(ctx context.Context, line []byte) error {
 		_ = c.stdin.SetWriteDeadline(time.Time{})
 	}
 	if err == nil {
-		return nil
+		return false, nil
 	}
 	if gone := c.Err(); gone != nil {
-		return gone
+		return false, gone
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		if n > 0 {
-			c.abort(fmt.Errorf("upstream %q: write abandoned midway: %w", c.name, ErrClosed))
+			c.mu.Lock()
+			if c.err == nil {
+				c.err = fmt.Errorf("upstream %q: write abandoned midway: %w", c.name, ErrClosed)
+			}
+			c.mu.Unlock()
 		}
-		return fmt.Errorf("send to upstream %q: %w", c.name, context.Cause(ctx))
+		return n > 0, fmt.Errorf("send to upstream %q: %w", c.name, context.Cause(ctx))
 	}
-	return fmt.Errorf("send to upstream %q: %w", c.name, err)
+	return false, fmt.Errorf("send to upstream %q: %w", c.name, err)
 }
 
-// abort marks the conn gone and asks the server to stop; supervise reaps
-// it and reports ConnClosed, and Close escalates to SIGKILL if needed.
-func (c *stdioConn) abort(err error) {
-	c.mu.Lock()
-	if c.err == nil {
-		c.err = err
-	}
-	c.mu.Unlock()
-	c.log.Warn("closing upstream", "reason", err.Error())
+// terminate asks the server of a conn already marked gone to stop;
+// supervise reaps it and reports ConnClosed, and Close escalates to SIGKILL
+// if needed.
+func (c *stdioConn) terminate() {
+	c.log.Warn("closing upstream", "reason", c.Err().Error())
 	c.stdin.Close()
 	c.signalGroup(syscall.SIGTERM)
 }

@@ -390,7 +390,7 @@ func (c *streamableConn) streamError(ctx context.Context, err error) error {
 		}
 		return fmt.Errorf("upstream %q: request abandoned: %w", c.name, cause)
 	}
-	return fmt.Errorf("upstream %q: %v: %w", c.name, err, ErrStreamBroken)
+	return fmt.Errorf("upstream %q: %w (%v)", c.name, ErrStreamBroken, err)
 }
 
 // readStream relays a request's SSE stream until the response. If the
@@ -416,7 +416,7 @@ func (c *streamableConn) readStream(ctx context.Context, msg *jsonrpc.Message, r
 		}
 		if resp.StatusCode/100 != 2 || mediaType(resp.Header.Get("Content-Type")) != "text/event-stream" {
 			body := readErrorBody(resp)
-			err = statusError(c.name, resp, body)
+			err = fmt.Errorf("resume refused with HTTP %s: %s", resp.Status, excerpt(body))
 			break
 		}
 		c.log.Debug("resuming upstream response stream")
@@ -605,7 +605,11 @@ func (c *streamableConn) get(ctx context.Context, lastEventID string) (*http.Res
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return nil, c.requestError(ctx, http.MethodGet, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its URL may carry secrets
+		}
+		return nil, fmt.Errorf("GET %s: %w", safeURL(c.url), err)
 	}
 	return resp, nil
 }

@@ -114,21 +114,27 @@ func TestStreamableStatefulSession(t *testing.T) {
 		}
 	}
 	// A server-initiated notification (tools/list_changed after a tool is
-	// added) reaches the Handler from the GET stream with related=nil.
-	added := 0
-	rec.waitFor(t, "tools/list_changed on the GET stream", func() bool {
-		for _, f := range rec.frames {
-			if f.msg.Method == "notifications/tools/list_changed" && f.related == nil {
+	// added) reaches the Handler from the GET stream with related=nil. The
+	// server debounces it by 10ms and drops it while no GET is attached, so
+	// add tools now and then until one gets through.
+	listChanged := func() bool {
+		for _, f := range rec.framesWithMethod("notifications/tools/list_changed") {
+			if f.related == nil {
 				return true
 			}
 		}
-		added++
+		return false
+	}
+	for added := 1; !listChanged(); added++ {
+		if added > 50 {
+			t.Fatal("no tools/list_changed arrived on the GET stream")
+		}
 		st.server.AddTool(&mcp.Tool{Name: fmt.Sprintf("extra-%d", added), InputSchema: json.RawMessage(`{"type":"object"}`)},
 			func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 				return &mcp.CallToolResult{}, nil
 			})
-		return false
-	})
+		time.Sleep(100 * time.Millisecond)
+	}
 
 	// The server closes the request's stream midway (SEP-1699); the conn
 	// resumes it with Last-Event-ID and gets the rest.
@@ -197,6 +203,29 @@ func TestStreamableSessionExpired(t *testing.T) {
 		t.Errorf("sent %d DELETEs for a session the server no longer has", n)
 	}
 	rec.checkClosedOnce(t)
+}
+
+// TestStreamableStreamBroken: without an event store the server's streams
+// carry no event ids, so a stream closed before the response cannot be
+// resumed: the request fails with ErrStreamBroken and the conn lives on.
+func TestStreamableStreamBroken(t *testing.T) {
+	st := newSDKTools(t)
+	hs := newHarness(t, mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return st.server }, nil), st)
+	conn, rec, _ := dialHTTP(t, Spec{URL: hs.srv.URL})
+	send(t, conn, initialize2025)
+	rec.response(t, "1")
+	send(t, conn, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	send(t, conn, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"resume","arguments":{},"_meta":{"progressToken":"p"}}}`)
+	if err := rec.failure(t, "2"); !errors.Is(err, ErrStreamBroken) {
+		t.Errorf("RequestFailed(2, %v), want ErrStreamBroken", err)
+	}
+	send(t, conn, `{"jsonrpc":"2.0","id":3,"method":"ping"}`)
+	rec.response(t, "3")
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.indexOfResponseLocked("2") >= 0 {
+		t.Error("got a response to 2 as well as RequestFailed")
+	}
 }
 
 const meta2026 = `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"agenthelm-test","version":"0.0.0"}}`
