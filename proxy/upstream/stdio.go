@@ -102,7 +102,7 @@ func dialStdio(ctx context.Context, spec Spec, h Handler, log *slog.Logger) (Con
 	// Its own process group, so that Close can signal the server and every
 	// process it started (npx leaves grandchildren), and so that a Ctrl-C
 	// meant for agenthelm does not reach it first.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = childProcAttr()
 
 	// Plain os.Pipe rather than cmd.StdoutPipe: Cmd.Wait closes the pipes
 	// it made as soon as the process exits, which could drop the last frames
