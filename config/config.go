@@ -111,7 +111,8 @@ type Saga struct {
 	// MCP upstream's tool list so the model can end or undo its saga.
 	ControlTools bool `yaml:"control_tools"`
 	// UnwindOn lists the failures of a step that unwind its saga:
-	// tool_error, protocol_error, timeout, upstream_down. Empty: no failure
+	// tool_error, protocol_error, timeout, upstream_down, denied (by
+	// policy), approval_rejected (rejected or expired). Empty: no failure
 	// unwinds automatically (sagas still commit when idle and can be rolled
 	// back by an operator).
 	UnwindOn []string `yaml:"unwind_on"`
@@ -134,6 +135,8 @@ const (
 	FailProtocolError = "protocol_error"
 	FailTimeout       = "timeout"
 	FailUpstreamDown  = "upstream_down"
+	FailDenied        = "denied"
+	FailRejected      = "approval_rejected"
 )
 
 // Compensation configures compensation retries: capped exponential backoff,
@@ -452,7 +455,7 @@ func Default() *Config {
 			Scope:       ScopeAgent,
 			IdleCommit:  Duration(60 * time.Second),
 			AgentHeader: "X-Agent-Id",
-			UnwindOn:    []string{FailToolError, FailProtocolError, FailTimeout, FailUpstreamDown},
+			UnwindOn:    []string{FailToolError, FailProtocolError, FailTimeout, FailUpstreamDown, FailRejected},
 			Compensation: Compensation{
 				MaxAttempts:    8,
 				InitialBackoff: Duration(time.Second),

@@ -63,7 +63,7 @@ func TestDefault(t *testing.T) {
 			t.Errorf("Default().%s = %v, want %v", tt.field, tt.got, tt.want)
 		}
 	}
-	if want := []string{"tool_error", "protocol_error", "timeout", "upstream_down"}; !slices.Equal(c.Saga.UnwindOn, want) {
+	if want := []string{"tool_error", "protocol_error", "timeout", "upstream_down", "approval_rejected"}; !slices.Equal(c.Saga.UnwindOn, want) {
 		t.Errorf("Default().saga.unwind_on = %q, want %q", c.Saga.UnwindOn, want)
 	}
 	if want := []string{"password", "token", "secret", "authorization", "api_key", "card_number"}; !slices.Equal(c.Redaction.Keys, want) {

@@ -191,7 +191,7 @@ func (c *Config) checkPolicy(ps *problems) {
 	oneOf(ps, p.key("mode"), c.Policy.Mode, ModeEnforce, ModeDryRun)
 }
 
-var failureKinds = []string{FailToolError, FailProtocolError, FailTimeout, FailUpstreamDown}
+var failureKinds = []string{FailToolError, FailProtocolError, FailTimeout, FailUpstreamDown, FailDenied, FailRejected}
 
 func (c *Config) checkSaga(ps *problems) {
 	p := fieldPath{}.key("saga")

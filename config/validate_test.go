@@ -57,7 +57,7 @@ func TestValidateErrors(t *testing.T) {
 		{"saga agent header", `saga: {agent_header: "X Agent"}`,
 			[]string{`agenthelm.yaml:1: saga.agent_header: "X Agent" is not a valid HTTP header name`}},
 		{"saga unwind_on", "saga:\n  unwind_on:\n    - tool_error\n    - crash\n    - tool_error\n", []string{
-			`agenthelm.yaml:4: saga.unwind_on[1]: "crash" is not one of tool_error, protocol_error, timeout, upstream_down`,
+			`agenthelm.yaml:4: saga.unwind_on[1]: "crash" is not one of tool_error, protocol_error, timeout, upstream_down, denied, approval_rejected`,
 			`agenthelm.yaml:5: saga.unwind_on[2]: "tool_error" is listed twice`}},
 		{"saga compensation", "saga:\n  compensation: {max_attempts: 0, initial_backoff: 0s, max_backoff: -1s}\n", []string{
 			`agenthelm.yaml:2: saga.compensation.max_attempts: must be at least 1, got 0`,

@@ -45,7 +45,11 @@ func BenchmarkToolCall(b *testing.B) {
 				var p *proxy.Proxy
 				if mode != "passthrough" {
 					j, err := journal.Open(ctx, journal.Options{Dir: b.TempDir(), Sync: mode == "journal-sync",
-						OnCommit: func(records int, d time.Duration) { commits.Add(1); records64.Add(int64(records)); commitNS.Add(int64(d)) }})
+						OnCommit: func(records int, d time.Duration) {
+							commits.Add(1)
+							records64.Add(int64(records))
+							commitNS.Add(int64(d))
+						}})
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -72,6 +72,11 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 		}
 		intent.Compensator = &comp
 	}
+	g := e.gate(ctx, l, call, rule, n, intent.ArgsDigest)
+	intent.DecisionID = g.decisionID
+	if g.refuse != "" {
+		return e.refuse(ctx, l, call, intent, g, done)
+	}
 	if rule.Capture != nil && !rule.ReadOnly {
 		capture, err := e.capture(ctx, call, rule.Capture)
 		if err != nil {
@@ -93,7 +98,7 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 		}
 	}
 	fault.Point("before-intent")
-	pending, err := e.stage(l, saga.Event{Kind: saga.EvIntent, Step: n, Intent: intent})
+	pending, err := e.stage(l, append(withStep(g.notes, n), saga.Event{Kind: saga.EvIntent, Step: n, Intent: intent})...)
 	l.mu.Unlock()
 	if err == nil {
 		err = e.await(ctx, l, pending)
@@ -151,6 +156,58 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 	summary := summarize(l.s)
 	l.mu.Unlock()
 	return withRollback(res, ferr, summary), nil
+}
+
+// refuse records a call the gate refused as a denied step (its intent and
+// its outcome, with the decision and approval notes, never forwarded),
+// unwinds the saga if configured to, and answers the agent with a tool
+// error that gives the reasons.
+func (e *Engine) refuse(ctx context.Context, l *live, call *toolcall.Call, intent *saga.Intent, g gateResult, done func()) (toolcall.Result, error) {
+	unwind := e.opts.UnwindOnDenial && !g.rejected || e.opts.UnwindOnRejection && g.rejected
+	l.mu.Lock()
+	if l.s.Status != saga.Open {
+		st := l.s.Status
+		l.mu.Unlock()
+		return toolError(fmt.Sprintf("%s (and saga %s is now %s)", g.refuse, l.id(), st)), nil
+	}
+	n := len(l.s.Steps) + 1
+	intent.IdempotencyKey = saga.IdempotencyKey(l.s.ID, n, "forward")
+	evs := append(withStep(g.notes, n),
+		saga.Event{Kind: saga.EvIntent, Step: n, Intent: intent},
+		saga.Event{Kind: saga.EvOutcome, Step: n, Status: string(saga.Denied), Error: g.refuse})
+	if unwind {
+		evs = append(evs, saga.Event{Kind: saga.EvAborted, Step: n, Reason: fmt.Sprintf("step %d (%s) was denied", n, call.Tool), By: "engine"})
+	}
+	pending, err := e.stage(l, evs...)
+	l.mu.Unlock()
+	if err == nil {
+		err = e.await(ctx, l, pending)
+	}
+	if err != nil {
+		e.log.Error("denial not journaled", "tool", call.Tool, "err", err)
+	}
+	e.log.Info("call refused", "saga", l.id(), "step", n, "tool", call.Tool, "why", g.refuse)
+	res := toolError(g.refuse)
+	if !unwind || err != nil {
+		return res, nil
+	}
+	done()
+	e.runUnwind(context.WithoutCancel(ctx), l)
+	l.mu.Lock()
+	summary := summarize(l.s)
+	l.mu.Unlock()
+	return withRollback(res, nil, summary), nil
+}
+
+// withStep sets the step of note events (the step number is final only
+// when the intent is staged).
+func withStep(evs []saga.Event, n int) []saga.Event {
+	out := make([]saga.Event, len(evs))
+	for i, ev := range evs {
+		ev.Step = n
+		out[i] = ev
+	}
+	return out
 }
 
 // classify maps a forward's result to the step's outcome and the failure

@@ -11,7 +11,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agenthelm/agenthelm/approvals"
 	"github.com/agenthelm/agenthelm/journal"
+	"github.com/agenthelm/agenthelm/policy"
 	"github.com/agenthelm/agenthelm/saga"
 	"github.com/agenthelm/agenthelm/toolcall"
 )
@@ -59,6 +61,11 @@ type Capture struct {
 	Args string
 }
 
+// Gate is the policy decision point. *policy.Engine implements it.
+type Gate interface {
+	Decide(ctx context.Context, in policy.Input) policy.Decision
+}
+
 // Rules gives each tool's rule.
 type Rules interface {
 	Rule(upstream, tool string) Rule
@@ -83,8 +90,21 @@ type Options struct {
 	Rules   Rules
 	Eval    Evaluator
 	Logger  *slog.Logger
-	// Policy is the compensation retry policy.
-	Policy saga.Policy
+	// Retry is how failed compensations are retried.
+	Retry saga.Policy
+	// Gate decides allow, deny or hold for each call (nil: allow all).
+	Gate Gate
+	// Approvals holds calls the gate sends for approval. Nil with a gate
+	// that asks for approval denies them (fail closed).
+	Approvals *approvals.Broker
+	// ApprovalTimeout is how long a held call waits when the policy does
+	// not say (zero: 15 minutes); MaxHold caps any wait (zero: 1 hour).
+	ApprovalTimeout time.Duration
+	MaxHold         time.Duration
+	// UnwindOnDenial unwinds the saga when a call is denied by policy;
+	// UnwindOnRejection when an approval is rejected or expires.
+	UnwindOnDenial    bool
+	UnwindOnRejection bool
 	// Scope is "agent" (default: every call of this sidecar's agent is one
 	// saga) or "session" (one saga per MCP session).
 	Scope string
@@ -157,6 +177,12 @@ func New(opts Options) *Engine {
 	}
 	if opts.CallTimeout <= 0 {
 		opts.CallTimeout = 60 * time.Second
+	}
+	if opts.ApprovalTimeout <= 0 {
+		opts.ApprovalTimeout = 15 * time.Minute
+	}
+	if opts.MaxHold <= 0 {
+		opts.MaxHold = time.Hour
 	}
 	if opts.Scope == "" {
 		opts.Scope = "agent"

@@ -157,7 +157,7 @@ func startWith(t *testing.T, dir string, policy saga.Policy, eval engine.Evaluat
 	undo := &saga.Compensator{Tool: "delete", Args: "{name: .args.name}"}
 	var p *proxy.Proxy
 	e := engine.New(engine.Options{
-		Journal: j, Invoker: invoker{&p}, Eval: eval, Logger: logger(), Policy: policy,
+		Journal: j, Invoker: invoker{&p}, Eval: eval, Logger: logger(), Retry: policy,
 		Rules:      rules{"create": {Compensate: undo}, "fail": {Irreversible: true}},
 		IdleCommit: time.Hour,
 	})

@@ -34,7 +34,7 @@ func (e *Engine) runUnwind(ctx context.Context, l *live) {
 	waitOrDone(ctx, &l.inflight)
 	for ctx.Err() == nil {
 		l.mu.Lock()
-		acts := l.s.Plan(e.opts.Policy, e.opts.Now())
+		acts := l.s.Plan(e.opts.Retry, e.opts.Now())
 		if len(acts) == 0 {
 			l.mu.Unlock()
 			return
@@ -105,7 +105,7 @@ func (e *Engine) compensate(ctx context.Context, sagaID string, st *saga.Step, a
 	fin := saga.Event{Kind: saga.EvCompFinished, Step: st.N, Attempt: attempt}
 	fail := func(err error) saga.Event {
 		fin.Error = err.Error()
-		fin.NextAttempt = e.opts.Now().Add(e.opts.Policy.Backoff(attempt))
+		fin.NextAttempt = e.opts.Now().Add(e.opts.Retry.Backoff(attempt))
 		return fin
 	}
 	c := st.Compensator

@@ -150,6 +150,7 @@ func TestCrashAtEachBoundary(t *testing.T) {
 			cfg := fmt.Sprintf(`
 listen: {mcp: 127.0.0.1:0, admin: 127.0.0.1:0}
 journal: {dir: %s/data}
+policy: {mode: dry-run}
 saga: {idle_commit: 1h, open_grace: 1s, compensation: {initial_backoff: 100ms, max_backoff: 200ms}}
 upstreams:
   items:

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agenthelm/agenthelm/approvals"
 	"github.com/agenthelm/agenthelm/config"
 	"github.com/agenthelm/agenthelm/engine"
 	"github.com/agenthelm/agenthelm/examples/configs"
@@ -150,8 +151,7 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) error {
 		return err
 	}
 	sc, err := startSidecar(ctx, cfg, log)
-	// TODO(policy, approvals): set when openStack attaches them.
-	wired := wiring{journal: true, saga: true}
+	wired := wiring{journal: true, saga: true, policy: true, approvals: true}
 	if err != nil {
 		return err
 	}
@@ -207,7 +207,7 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) error {
 				n.more("human; the demo then approves it after %s, or asks you with --interactive", o.approveAfter)
 			}
 		}
-		res, err := sessions[step.upstream].CallTool(ctx, &mcp.CallToolParams{Name: step.tool, Arguments: step.args})
+		res, err := callThroughGate(ctx, n, sessions[step.upstream], sc.stack.broker, step, g.stdin, o)
 		if err != nil {
 			return fmt.Errorf("step %d (%s.%s): %w", i+1, step.upstream, step.tool, err)
 		}
@@ -426,6 +426,12 @@ func (t *journalTail) print(seq uint64, ev saga.Event) {
 	if ev.Kind == saga.EvCompFinished && !ev.OK {
 		kind = "not undone"
 	}
+	if ev.Kind == saga.EvNote {
+		kind = "approval"
+		if strings.Contains(string(ev.Note), `"type":"decision"`) {
+			kind = "policy"
+		}
+	}
 	head := fmt.Sprintf("#%-2d %-11s ", seq, kind)
 	say := func(format string, args ...any) {
 		t.n.line(label, style, "%s%s", head, fmt.Sprintf(format, args...))
@@ -478,9 +484,92 @@ func (t *journalTail) print(seq uint64, ev saga.Event) {
 		say("saga %s", ev.Status)
 	case saga.EvCommitted:
 		say("%s", ev.Reason)
+	case saga.EvNote:
+		t.printNote(ev, say)
 	default:
 		body, _ := json.Marshal(ev)
 		say("%s", body)
+	}
+}
+
+// printNote shows the policy's decisions and the approvals, as journaled.
+func (t *journalTail) printNote(ev saga.Event, say func(string, ...any)) {
+	var n struct {
+		Type     string   `json:"type"`
+		Verdict  string   `json:"verdict"`
+		Revision string   `json:"revision"`
+		Reasons  []string `json:"reasons"`
+		ID       string   `json:"id"`
+		Decision *struct {
+			Approved, Expired bool
+			By, Reason        string
+		} `json:"decision"`
+	}
+	_ = json.Unmarshal(ev.Note, &n)
+	switch n.Type {
+	case "decision":
+		why := ""
+		if len(n.Reasons) > 0 {
+			why = ": " + strings.Join(n.Reasons, "; ")
+		}
+		say("step %d %s (revision %s)%s", ev.Step, n.Verdict, n.Revision, why)
+	case "approval_requested":
+		say("step %d held: %s", ev.Step, n.ID)
+	case "approval_decided":
+		verdict := "rejected"
+		switch {
+		case n.Decision != nil && n.Decision.Approved:
+			verdict = "approved"
+		case n.Decision != nil && n.Decision.Expired:
+			verdict = "expired"
+		}
+		by := ""
+		if n.Decision != nil {
+			by = " by " + n.Decision.By
+		}
+		say("step %d %s %s%s", ev.Step, n.ID, verdict, by)
+	default:
+		say("%s", ev.Note)
+	}
+}
+
+// callThroughGate makes one scripted call. A call the policy holds for
+// approval blocks until decided: the demo watches the approvals broker,
+// and approves after a pause, or asks the person at the terminal with
+// --interactive, through the same Decide the CLI and admin API use.
+func callThroughGate(ctx context.Context, n *narrator, cs *mcp.ClientSession, broker *approvals.Broker, step *demoStep, in io.Reader, o demoOptions) (*mcp.CallToolResult, error) {
+	type answer struct {
+		res *mcp.CallToolResult
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: step.tool, Arguments: step.args})
+		done <- answer{res, err}
+	}()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case a := <-done:
+			return a.res, a.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+		}
+		for _, r := range broker.Pending() {
+			if r.Tool != step.tool {
+				continue
+			}
+			n.line("policy", cYellow, "held for approval %s: %s", r.ID, strings.Join(r.Reasons, "; "))
+			approve, reason, err := decideHeld(ctx, n, in, o.interactive, o.approveAfter, fmt.Sprintf("%s %s", step.tool, r.Arguments))
+			if err != nil {
+				return nil, err
+			}
+			if _, err := broker.Decide(r.ID, approve, "demo-operator", reason); err != nil {
+				return nil, fmt.Errorf("decide approval %s: %w", r.ID, err)
+			}
+		}
 	}
 }
 

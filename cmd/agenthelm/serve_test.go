@@ -148,6 +148,7 @@ func memoryConfig(t *testing.T) string {
 	return fmt.Sprintf(`
 listen: {mcp: 127.0.0.1:0, admin: 127.0.0.1:0}
 journal: {dir: $DIR/data}
+policy: {mode: dry-run}
 saga: {idle_commit: 1h}
 upstreams:
   memory:

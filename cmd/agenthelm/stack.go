@@ -5,13 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
+	"github.com/agenthelm/agenthelm/approvals"
 	"github.com/agenthelm/agenthelm/config"
 	"github.com/agenthelm/agenthelm/engine"
 	"github.com/agenthelm/agenthelm/journal"
+	"github.com/agenthelm/agenthelm/policies"
+	"github.com/agenthelm/agenthelm/policy"
 	"github.com/agenthelm/agenthelm/proxy"
 	"github.com/agenthelm/agenthelm/proxy/upstream"
 	"github.com/agenthelm/agenthelm/saga"
@@ -28,6 +33,10 @@ type stack struct {
 	engine  *engine.Engine
 	proxy   *proxy.Proxy
 	rules   rules
+	policy  *policy.Engine
+	// policyTmp holds the built-in policies when they are used.
+	policyTmp string
+	broker    *approvals.Broker
 
 	bgCtx context.Context // background work (checks) ends with it
 	stop  context.CancelFunc
@@ -55,6 +64,16 @@ func openStack(ctx context.Context, cfg *config.Config, log *slog.Logger, specs 
 		return nil, err
 	}
 	s := &stack{cfg: cfg, log: log, journal: j, rules: rules}
+	if s.policy, s.policyTmp, err = openPolicy(ctx, cfg, log); err != nil {
+		s.removePolicyTmp()
+		_ = j.Close(ctx)
+		return nil, err
+	}
+	s.broker = approvals.New(approvals.Options{Logger: log.With("component", "approvals")})
+	unwindOn := map[string]bool{}
+	for _, k := range cfg.Saga.UnwindOn {
+		unwindOn[k] = true
+	}
 	comp := cfg.Saga.Compensation
 	s.engine = engine.New(engine.Options{
 		Journal: j,
@@ -62,18 +81,24 @@ func openStack(ctx context.Context, cfg *config.Config, log *slog.Logger, specs 
 		Rules:   rules,
 		Eval:    evalExpr,
 		Logger:  log.With("component", "engine"),
-		Policy: saga.Policy{
+		Retry: saga.Policy{
 			MaxAttempts:         comp.MaxAttempts,
 			InitialBackoff:      time.Duration(comp.InitialBackoff),
 			MaxBackoff:          time.Duration(comp.MaxBackoff),
 			ContinuePastFailure: comp.ContinuePastFailure,
 		},
-		Scope:       cfg.Saga.Scope,
-		AgentHeader: cfg.Saga.AgentHeader,
-		IdleCommit:  time.Duration(cfg.Saga.IdleCommit),
-		UnwindOn:    cfg.Saga.UnwindOn,
-		OpenGrace:   time.Duration(cfg.Saga.OpenGrace),
-		CallTimeout: time.Duration(cfg.Limits.CallTimeout),
+		Gate:              s.policy,
+		Approvals:         s.broker,
+		ApprovalTimeout:   time.Duration(cfg.Approvals.Timeout),
+		MaxHold:           time.Duration(cfg.Approvals.MaxHold),
+		UnwindOnDenial:    unwindOn[config.FailDenied],
+		UnwindOnRejection: unwindOn[config.FailRejected],
+		Scope:             cfg.Saga.Scope,
+		AgentHeader:       cfg.Saga.AgentHeader,
+		IdleCommit:        time.Duration(cfg.Saga.IdleCommit),
+		UnwindOn:          cfg.Saga.UnwindOn,
+		OpenGrace:         time.Duration(cfg.Saga.OpenGrace),
+		CallTimeout:       time.Duration(cfg.Limits.CallTimeout),
 	})
 	var callHeaders []string
 	if cfg.Saga.AgentHeader != "" {
@@ -93,6 +118,13 @@ func openStack(ctx context.Context, cfg *config.Config, log *slog.Logger, specs 
 		log.Error("recovery incomplete", "err", err)
 	}
 	s.bgCtx, s.stop = context.WithCancel(context.WithoutCancel(ctx))
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		if err := s.policy.Watch(s.bgCtx); err != nil && s.bgCtx.Err() == nil {
+			log.Warn("policy files are not watched: reloads need a restart", "err", err)
+		}
+	}()
 	return s, nil
 }
 
@@ -104,6 +136,7 @@ func (s *stack) Close(ctx context.Context) error {
 	perr := s.proxy.Close(ctx)
 	eerr := s.engine.Close(ctx)
 	jerr := s.journal.Close(context.WithoutCancel(ctx))
+	s.removePolicyTmp()
 	return errors.Join(perr, eerr, jerr)
 }
 
@@ -124,4 +157,34 @@ func (s *stack) startChecks(names []string) {
 		defer s.bg.Done()
 		s.checkUpstreams(s.bgCtx, names)
 	}()
+}
+
+// openPolicy loads the policy directory. When none is configured and
+// ./policies does not exist, the shipped policies built into the binary
+// are used (they hold calls that cannot be undone for approval).
+func openPolicy(ctx context.Context, cfg *config.Config, log *slog.Logger) (e *policy.Engine, tmp string, err error) {
+	dir := cfg.Policy.Dir
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) && dir == config.Default().Policy.Dir {
+		if tmp, err = os.MkdirTemp("", "agenthelm-policies-"); err != nil {
+			return nil, "", err
+		}
+		if dir, err = policies.WriteTo(tmp); err != nil {
+			return nil, tmp, fmt.Errorf("built-in policies: %w", err)
+		}
+		log.Info("no policy directory: using the built-in policies", "dir", cfg.Policy.Dir)
+	}
+	e, err = policy.New(ctx, policy.Options{
+		Dir: dir, Mode: cfg.Policy.Mode, TestOnReload: cfg.Policy.TestOnReload,
+		Logger: log.With("component", "policy"),
+	})
+	if err != nil {
+		return nil, tmp, fmt.Errorf("policy.dir: %w", err)
+	}
+	return e, tmp, nil
+}
+
+func (s *stack) removePolicyTmp() {
+	if s.policyTmp != "" {
+		_ = os.RemoveAll(s.policyTmp)
+	}
 }

@@ -25,6 +25,7 @@ func TestWrapStandaloneIsOneSagaPerProcess(t *testing.T) {
 	cfgPath := filepath.Join(dir, "agenthelm.yaml")
 	cfg := fmt.Sprintf(`
 journal: {dir: %s/data}
+policy: {mode: dry-run}
 upstreams:
   memory:
     command: %s

@@ -1,0 +1,208 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/agenthelm/agenthelm/approvals"
+	"github.com/agenthelm/agenthelm/policy"
+	"github.com/agenthelm/agenthelm/proxy/jsonrpc"
+	"github.com/agenthelm/agenthelm/saga"
+	"github.com/agenthelm/agenthelm/toolcall"
+)
+
+// gateResult is what the policy (and, for a held call, a person) decided.
+type gateResult struct {
+	decisionID string
+	// notes are journaled with the step's intent: the decision (rule 20)
+	// and the approval (rule 22), before anything is forwarded.
+	notes []saga.Event
+	// refuse, when set, is why the call is not forwarded.
+	refuse   string
+	rejected bool // refused by a person or by expiry, not by the policy
+}
+
+// Note bodies (saga.EvNote). Their "type" names them in the journal.
+type decisionNote struct {
+	Type       string            `json:"type"` // "decision"
+	ID         string            `json:"id"`
+	Revision   string            `json:"revision"`
+	Verdict    string            `json:"verdict"`
+	Reasons    []string          `json:"reasons,omitempty"`
+	Approvers  []string          `json:"approvers,omitempty"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	DryRun     bool              `json:"dry_run,omitempty"`
+	Error      string            `json:"error,omitempty"`
+	DurationUS int64             `json:"duration_us"`
+}
+
+type approvalNote struct {
+	Type     string              `json:"type"` // "approval_requested" | "approval_decided"
+	Request  *approvals.Request  `json:"request,omitempty"`
+	Decision *approvals.Decision `json:"decision,omitempty"`
+	ID       string              `json:"id"`
+}
+
+func note(step int, body any) saga.Event {
+	b, _ := json.Marshal(body)
+	return saga.Event{Kind: saga.EvNote, Step: step, Note: b}
+}
+
+// gate asks the policy about a call that would become step n, and holds it
+// for approval when the policy says so.
+func (e *Engine) gate(ctx context.Context, l *live, call *toolcall.Call, rule Rule, n int, digest string) gateResult {
+	if e.opts.Gate == nil {
+		return gateResult{}
+	}
+	in := e.policyInput(l, call, rule)
+	d := e.opts.Gate.Decide(ctx, in)
+	dn := decisionNote{Type: "decision", ID: d.ID, Revision: d.Revision, Verdict: d.Verdict(), Reasons: d.Reasons,
+		Approvers: d.Approvers, Labels: d.Labels, DryRun: d.DryRun, DurationUS: d.Duration.Microseconds()}
+	if d.Err != nil {
+		dn.Error = d.Err.Error()
+	}
+	res := gateResult{decisionID: d.ID, notes: []saga.Event{note(n, dn)}}
+	if d.DryRun {
+		if dn.Verdict != policy.VerdictAllow {
+			e.log.Info("dry-run: the policy would not have allowed this call; it was forwarded", "saga", l.id(), "tool", call.Tool, "verdict", dn.Verdict, "reasons", d.Reasons)
+		}
+		return res
+	}
+	switch dn.Verdict {
+	case policy.VerdictAllow:
+		return res
+	case policy.VerdictDeny:
+		res.refuse = "agenthelm denied this call: " + reasons(d.Reasons, "the policy did not allow it")
+		return res
+	}
+	// Held for approval.
+	if e.opts.Approvals == nil {
+		res.refuse = "agenthelm denied this call: it needs approval (" + reasons(d.Reasons, "policy") + ") and no approval channel is configured"
+		return res
+	}
+	wait := d.ApprovalTimeout
+	if wait <= 0 {
+		wait = e.opts.ApprovalTimeout
+	}
+	wait = min(wait, e.opts.MaxHold)
+	req := approvals.Request{
+		ID: approvals.NewID(), Saga: l.id(), Step: n, Upstream: call.Upstream, Tool: call.Tool,
+		Arguments: call.Arguments, ArgsDigest: digest, Reasons: d.Reasons, Approvers: d.Approvers, Labels: d.Labels,
+		Agent: in.Agent.ID, DecisionID: d.ID, Created: e.opts.Now(), Expires: e.opts.Now().Add(wait),
+	}
+	for _, s := range in.Saga.Steps {
+		req.History = append(req.History, approvals.Step{Upstream: s.Upstream, Tool: s.Tool, Status: s.Status, Args: s.Arguments})
+	}
+	for i := range req.History {
+		req.History[i].N = i + 1
+	}
+	// The pending approval is in the journal before the call waits.
+	l.mu.Lock()
+	err := e.record(ctx, l, append(res.notes, note(n, approvalNote{Type: "approval_requested", ID: req.ID, Request: &req}))...)
+	l.mu.Unlock()
+	res.notes = nil // journaled
+	if err != nil {
+		res.refuse = "agenthelm could not journal the approval request, so the call was not sent: " + err.Error()
+		return res
+	}
+	e.log.Info("call held for approval", "saga", l.id(), "step", n, "tool", call.Tool, "approval", req.ID, "expires", req.Expires.Format(time.RFC3339))
+	dec, err := e.opts.Approvals.Hold(ctx, req, e.keepAlive(ctx, call, req))
+	if err != nil {
+		dec = approvals.Decision{By: "agent", Reason: "the agent withdrew the call: " + err.Error(), At: e.opts.Now(), ArgsDigest: digest}
+	}
+	res.notes = append(res.notes, note(n, approvalNote{Type: "approval_decided", ID: req.ID, Decision: &dec}))
+	switch {
+	case dec.Approved && dec.ArgsDigest == digest:
+		e.log.Info("call approved", "saga", l.id(), "step", n, "approval", req.ID, "by", dec.By)
+	case dec.Expired:
+		res.refuse, res.rejected = fmt.Sprintf("agenthelm denied this call: its approval (%s) expired after %s without a decision", req.ID, wait), true
+	default:
+		why := dec.Reason
+		if why == "" {
+			why = "no reason given"
+		}
+		res.refuse, res.rejected = fmt.Sprintf("agenthelm denied this call: %s rejected it (%s)", dec.By, why), true
+	}
+	return res
+}
+
+func reasons(rs []string, fallback string) string {
+	if len(rs) == 0 {
+		return fallback
+	}
+	return strings.Join(rs, "; ")
+}
+
+// keepAlive sends progress notifications while a call is held, but only
+// when the agent asked for progress (rule 24): its client may then reset
+// its request timeout.
+func (e *Engine) keepAlive(ctx context.Context, call *toolcall.Call, req approvals.Request) func() {
+	tok := jsonrpc.Member(call.Meta(), "progressToken")
+	if tok == nil || call.Notify == nil {
+		return nil
+	}
+	k := 0
+	return func() {
+		k++
+		params, _ := jsonrpc.Marshal(map[string]any{
+			"progressToken": tok, "progress": k,
+			"message": fmt.Sprintf("waiting for approval %s (expires %s)", req.ID, req.Expires.Format(time.RFC3339)),
+		})
+		_ = call.Notify(ctx, jsonrpc.NewNotification("notifications/progress", params))
+	}
+}
+
+// policyInput builds the policy's input document for a call.
+func (e *Engine) policyInput(l *live, call *toolcall.Call, rule Rule) policy.Input {
+	now := e.opts.Now()
+	tool := policy.ToolInfo{Name: call.Tool, Upstream: call.Upstream, HasCompensator: rule.Compensate != nil && !rule.Irreversible,
+		ReadOnly: rule.ReadOnly, Irreversible: rule.Irreversible, Idempotent: rule.Idempotent}
+	agent := policy.AgentInfo{Client: call.Client}
+	switch {
+	case e.opts.AgentHeader != "" && call.Transport.Headers[http.CanonicalHeaderKey(e.opts.AgentHeader)] != "":
+		agent.ID, agent.Source = call.Transport.Headers[http.CanonicalHeaderKey(e.opts.AgentHeader)], policy.AgentFromHeader
+	case call.Client.Name != "":
+		agent.ID, agent.Source = call.Client.Name, policy.AgentFromClientInfo
+	default:
+		agent.ID, agent.Source = call.Transport.SessionID, policy.AgentFromSession
+	}
+	l.mu.Lock()
+	info := policy.SagaInfo{ID: l.s.ID}
+	if !l.s.Created.IsZero() {
+		info.ElapsedSeconds = now.Sub(l.s.Created).Seconds()
+	}
+	for _, st := range l.s.Steps {
+		info.Steps = append(info.Steps, policy.NewStepSummary(st.Tool, st.Upstream, policyStatus(st), st.Args, st.Started))
+	}
+	l.mu.Unlock()
+	return policy.NewInput(call, tool, agent, info, now)
+}
+
+// policyStatus maps a step's state onto the statuses policies see.
+func policyStatus(st *saga.Step) string {
+	switch {
+	case st.Comp.Status == saga.CompDone:
+		return policy.StepCompensated
+	case st.Comp.Status == saga.CompFailed || st.Comp.Status == saga.CompNeedsHuman:
+		return policy.StepStuck
+	}
+	switch st.Status {
+	case saga.InFlight:
+		return policy.StepPending
+	case saga.Succeeded:
+		return policy.StepSucceeded
+	case saga.Denied:
+		return policy.StepDenied
+	}
+	return policy.StepFailed
+}
+
+func (l *live) id() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.s.ID
+}
