@@ -1,0 +1,176 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agenthelm/agenthelm/approvals"
+	"github.com/agenthelm/agenthelm/engine"
+	"github.com/agenthelm/agenthelm/journal"
+	"github.com/agenthelm/agenthelm/policy"
+	"github.com/agenthelm/agenthelm/proxy"
+	"github.com/agenthelm/agenthelm/proxy/upstream"
+	"github.com/agenthelm/agenthelm/saga"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// A policy for the item server: create is allowed up to a name length,
+// names starting with "x" are held, "fail" is denied.
+const gatePolicy = `package agenthelm.authz
+
+default decision := {"allow": false, "require_approval": false, "reasons": ["not allowed"]}
+
+decision := {"allow": true, "require_approval": false, "reasons": []} if {
+	input.tool.name == "create"
+	not startswith(input.arguments.name, "x")
+}
+
+decision := {"allow": false, "require_approval": true, "reasons": ["names starting with x need a person"], "approval_timeout": "300ms"} if {
+	input.tool.name == "create"
+	startswith(input.arguments.name, "x")
+}
+
+decision := {"allow": true, "require_approval": false, "reasons": []} if input.tool.name == "delete"
+
+decision := {"allow": false, "require_approval": false, "reasons": ["fail is forbidden"]} if input.tool.name == "fail"
+`
+
+func startGated(t *testing.T, mode string) (*stack, *approvals.Broker) {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "authz.rego"), []byte(gatePolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gate, err := policy.New(ctx, policy.Options{Dir: dir, Mode: mode})
+	if err != nil {
+		t.Fatal(err)
+	}
+	broker := approvals.New(approvals.Options{KeepAliveEvery: 50 * time.Millisecond})
+	up, led := itemServer(t)
+	j, err := journal.Open(ctx, journal.Options{Dir: t.TempDir(), Sync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p *proxy.Proxy
+	e := engine.New(engine.Options{
+		Journal: j, Invoker: invoker{&p}, Eval: jqEval, Logger: logger(),
+		Rules: rules{"create": {Compensate: &saga.Compensator{Tool: "delete", Args: "{name: .args.name}"}}},
+		Gate:  gate, Approvals: broker, UnwindOnRejection: true, IdleCommit: time.Hour,
+	})
+	p = proxy.New(proxy.Options{Upstreams: map[string]upstream.Spec{"items": {Name: "items", URL: up.URL, Transport: "streamable-http"}}, Interceptor: e, Logger: logger()})
+	ts := httptest.NewServer(p.Handler())
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil).
+		Connect(ctx, &mcp.StreamableClientTransport{Endpoint: ts.URL + "/mcp/items"}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.Close(); ts.Close(); p.Close(ctx); e.Close(ctx); j.Close(ctx) })
+	return &stack{j: j, e: e, p: p, led: led, client: cs}, broker
+}
+
+func text(res *mcp.CallToolResult) string {
+	var b strings.Builder
+	for _, c := range res.Content {
+		if tc, ok := c.(*mcp.TextContent); ok {
+			b.WriteString(tc.Text + "\n")
+		}
+	}
+	return b.String()
+}
+
+// notes returns the journal's notes of a saga by type.
+func notes(t *testing.T, s *stack) map[string][]json.RawMessage {
+	h := only(t, s.j)
+	evs, err := s.j.Events(context.Background(), h.Saga)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]json.RawMessage{}
+	for _, je := range evs {
+		var ev saga.Event
+		_ = json.Unmarshal(je.Body, &ev)
+		if ev.Kind == saga.EvNote {
+			var n struct{ Type string }
+			_ = json.Unmarshal(ev.Note, &n)
+			out[n.Type] = append(out[n.Type], ev.Note)
+		}
+	}
+	return out
+}
+
+func TestGateDeniesHoldsApprovesAndExpires(t *testing.T) {
+	s, broker := startGated(t, policy.ModeEnforce)
+	s.call(t, "create", map[string]any{"name": "a"})
+
+	res := s.call(t, "fail", nil)
+	if !res.IsError || !strings.Contains(text(res), "fail is forbidden") {
+		t.Errorf("denied call answer = %q, want the policy's reason", text(res))
+	}
+
+	// Held, then approved by a person while the agent waits.
+	done := make(chan *mcp.CallToolResult, 1)
+	go func() { done <- s.call(t, "create", map[string]any{"name": "xavier"}) }()
+	var req approvals.Request
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if p := broker.Pending(); len(p) == 1 {
+			req = p[0]
+			break
+		}
+	}
+	if req.ID == "" || req.Tool != "create" || !strings.Contains(string(req.Arguments), "xavier") {
+		t.Fatalf("pending approval = %+v", req)
+	}
+	if _, err := broker.Decide(req.ID, true, "alice", "known customer"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := broker.Decide(req.ID, false, "bob", "too late"); err == nil {
+		t.Error("a second decision was accepted; the first must win")
+	}
+	if res := <-done; res.IsError {
+		t.Errorf("approved call failed: %q", text(res))
+	}
+
+	// Held and nobody decides: it expires, which denies, which unwinds.
+	res = s.call(t, "create", map[string]any{"name": "xena"})
+	if !res.IsError || !strings.Contains(text(res), "expired") {
+		t.Errorf("expired call answer = %q", text(res))
+	}
+	ops, items := s.led.snapshot()
+	if strings.Join(ops, ", ") != "create a, create xavier, delete xavier, delete a" || len(items) != 0 {
+		t.Errorf("upstream ran %v (items left %v), want the approved create and the unwinding after the expiry", ops, items)
+	}
+	n := notes(t, s)
+	if len(n["decision"]) != 4 || len(n["approval_requested"]) != 2 || len(n["approval_decided"]) != 2 {
+		t.Errorf("journal notes: %d decisions, %d requests, %d approvals decided; want 4, 2, 2", len(n["decision"]), len(n["approval_requested"]), len(n["approval_decided"]))
+	}
+	if d := n["approval_decided"]; len(d) > 0 && !strings.Contains(string(d[0]), `"by":"alice"`) || !strings.Contains(string(d[0]), `"args_digest":"sha256:`) {
+		t.Errorf("approval note = %s, want who approved and the argument digest", d[0])
+	}
+	if h := only(t, s.j); h.Status != string(saga.Compensated) {
+		t.Errorf("saga is %s, want compensated after the rejection", h.Status)
+	}
+}
+
+func TestGateDryRunForwardsAndJournals(t *testing.T) {
+	s, broker := startGated(t, policy.ModeDryRun)
+	s.call(t, "create", map[string]any{"name": "xavier"}) // would be held
+	s.call(t, "fail", nil)                                // would be denied; fails upstream, unwinds
+	if p := broker.Pending(); len(p) != 0 {
+		t.Errorf("dry-run held %d calls", len(p))
+	}
+	ops, _ := s.led.snapshot()
+	if len(ops) == 0 || ops[0] != "create xavier" {
+		t.Errorf("upstream ran %v, want the would-be-held call forwarded", ops)
+	}
+	n := notes(t, s)
+	if len(n["decision"]) != 2 || !strings.Contains(string(n["decision"][0]), `"dry_run":true`) || !strings.Contains(string(n["decision"][1]), `"verdict":"deny"`) {
+		t.Errorf("dry-run decisions journaled = %s", n["decision"])
+	}
+}
