@@ -27,6 +27,9 @@ const (
 // intent, forwards, journals the outcome, and unwinds the saga when the
 // call failed in a way that should.
 func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, forward toolcall.Forward) (toolcall.Result, error) {
+	if res, ok := e.control(ctx, call); ok {
+		return res, nil
+	}
 	l, err := e.sagaFor(ctx, call)
 	if err != nil {
 		return toolcall.Result{}, err

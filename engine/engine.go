@@ -116,6 +116,9 @@ type Options struct {
 	IdleCommit time.Duration
 	// UnwindOn lists the failures that unwind a saga. Nil means all four.
 	UnwindOn []string
+	// ControlTools answers calls to agenthelm_commit and agenthelm_rollback
+	// (add ControlTools to the proxy's ExtraTools so agents see them).
+	ControlTools bool
 	// OpenGrace is how long a saga left open by a crash waits for its agent
 	// before it is aborted. Zero means 5 minutes.
 	OpenGrace time.Duration

@@ -344,3 +344,58 @@ func TestCannotUndoNeedsHumanAtOnce(t *testing.T) {
 		t.Errorf("upstream ran %v, want no compensation call", ops)
 	}
 }
+
+func TestControlTools(t *testing.T) {
+	ctx := context.Background()
+	up, led := itemServer(t)
+	j, err := journal.Open(ctx, journal.Options{Dir: t.TempDir(), Sync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p *proxy.Proxy
+	e := engine.New(engine.Options{Journal: j, Invoker: invoker{&p}, Eval: jqEval, ControlTools: true, IdleCommit: time.Hour,
+		Rules: rules{"create": {Compensate: &saga.Compensator{Tool: "delete", Args: "{name: .args.name}"}}}})
+	p = proxy.New(proxy.Options{Upstreams: map[string]upstream.Spec{"items": {Name: "items", URL: up.URL, Transport: "streamable-http"}},
+		Interceptor: e, ExtraTools: engine.ControlTools})
+	ts := httptest.NewServer(p.Handler())
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil).
+		Connect(ctx, &mcp.StreamableClientTransport{Endpoint: ts.URL + "/mcp/items"}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cs.Close(); ts.Close(); p.Close(ctx); e.Close(ctx); j.Close(ctx) }()
+	s := &stack{j: j, e: e, p: p, led: led, client: cs}
+
+	tools, err := cs.ListTools(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tl := range tools.Tools {
+		names = append(names, tl.Name)
+	}
+	if got := strings.Join(names, ","); !strings.Contains(got, "create") || !strings.HasSuffix(got, "agenthelm_commit,agenthelm_rollback") {
+		t.Fatalf("tools/list = %s, want the upstream's tools and the control tools", got)
+	}
+	s.call(t, "create", map[string]any{"name": "a"})
+	res := s.call(t, engine.ToolRollback, map[string]any{"reason": "wrong customer"})
+	if res.IsError || res.Meta[engine.MetaRollback] == nil {
+		t.Errorf("rollback answer = %+v", res)
+	}
+	s.call(t, "create", map[string]any{"name": "b"})
+	if res := s.call(t, engine.ToolCommit, nil); res.IsError {
+		t.Errorf("commit answer is an error")
+	}
+	ops, items := led.snapshot()
+	if strings.Join(ops, ", ") != "create a, delete a, create b" || !items["b"] {
+		t.Errorf("upstream ran %v, items %v", ops, items)
+	}
+	heads, _ := j.List(ctx, journal.Filter{})
+	var st []string
+	for _, h := range heads {
+		st = append(st, h.Status)
+	}
+	if strings.Join(st, ",") != "committed,compensated" {
+		t.Errorf("sagas = %v, want one committed (newest) and one compensated", st)
+	}
+}

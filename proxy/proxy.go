@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -40,6 +41,10 @@ type Options struct {
 	// Transport.Headers (for example the agent identity header). The saga
 	// header X-AgentHelm-Saga and trace context are always copied.
 	CallHeaders []string
+	// ExtraTools are tool definitions (a JSON array) appended to every
+	// tools/list answer of every upstream: agenthelm's own control tools.
+	// The interceptor must answer calls to them. Nil adds nothing.
+	ExtraTools json.RawMessage
 	// OnSessionEnd, if set, is called after an agent session ended (DELETE,
 	// its stdio process exiting, idleness, its upstream dying), so the saga
 	// engine can commit a session-scoped saga.

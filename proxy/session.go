@@ -349,6 +349,9 @@ func (s *Session) upstreamResponse(msg *jsonrpc.Message) {
 	if r.cancelled {
 		return
 	}
+	if r.method == "tools/list" && len(s.p.opts.ExtraTools) > 0 && msg.Kind == jsonrpc.KindResponse {
+		msg = withExtraTools(msg, s.p.opts.ExtraTools, s.log)
+	}
 	if s.shared {
 		var err error
 		if msg, err = jsonrpc.WithID(msg, r.agentID); err != nil {
@@ -356,6 +359,40 @@ func (s *Session) upstreamResponse(msg *jsonrpc.Message) {
 		}
 	}
 	s.answer(r.out, msg)
+}
+
+// withExtraTools appends agenthelm's control tools to the last page of a
+// tools/list answer. The answer is otherwise left as it was.
+func withExtraTools(msg *jsonrpc.Message, extra json.RawMessage, log *slog.Logger) *jsonrpc.Message {
+	if jsonrpc.Member(msg.Result, "nextCursor") != nil {
+		return msg // not the last page
+	}
+	var tools []json.RawMessage
+	if err := json.Unmarshal(jsonrpc.Member(msg.Result, "tools"), &tools); err != nil {
+		return msg
+	}
+	var more []json.RawMessage
+	if err := json.Unmarshal(extra, &more); err != nil {
+		return msg
+	}
+	list, err := jsonrpc.Marshal(append(tools, more...))
+	if err != nil {
+		return msg
+	}
+	result, err := jsonrpc.SetMember(msg.Result, "tools", list)
+	if err != nil {
+		log.Warn("control tools not added to tools/list", "err", err)
+		return msg
+	}
+	raw, err := jsonrpc.SetMember(msg.Raw, "result", result)
+	if err != nil {
+		return msg
+	}
+	out, perr := jsonrpc.Parse(raw)
+	if perr != nil {
+		return msg
+	}
+	return out
 }
 
 // RequestFailed answers a request the upstream will not answer.

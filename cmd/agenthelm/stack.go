@@ -93,6 +93,7 @@ func openStack(ctx context.Context, cfg *config.Config, log *slog.Logger, specs 
 		MaxHold:           time.Duration(cfg.Approvals.MaxHold),
 		UnwindOnDenial:    unwindOn[config.FailDenied],
 		UnwindOnRejection: unwindOn[config.FailRejected],
+		ControlTools:      cfg.Saga.ControlTools,
 		Scope:             cfg.Saga.Scope,
 		AgentHeader:       cfg.Saga.AgentHeader,
 		IdleCommit:        time.Duration(cfg.Saga.IdleCommit),
@@ -100,6 +101,10 @@ func openStack(ctx context.Context, cfg *config.Config, log *slog.Logger, specs 
 		OpenGrace:         time.Duration(cfg.Saga.OpenGrace),
 		CallTimeout:       time.Duration(cfg.Limits.CallTimeout),
 	})
+	var extraTools json.RawMessage
+	if cfg.Saga.ControlTools {
+		extraTools = engine.ControlTools
+	}
 	var callHeaders []string
 	if cfg.Saga.AgentHeader != "" {
 		callHeaders = append(callHeaders, cfg.Saga.AgentHeader)
@@ -112,6 +117,7 @@ func openStack(ctx context.Context, cfg *config.Config, log *slog.Logger, specs 
 		CallTimeout:  time.Duration(cfg.Limits.CallTimeout),
 		CallHeaders:  callHeaders,
 		OnSessionEnd: s.engine.EndScope,
+		ExtraTools:   extraTools,
 	})
 	if err := s.engine.Recover(ctx); err != nil {
 		// Sagas that cannot be recovered are reported; the others go on.
