@@ -68,6 +68,9 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 		ErrorsMayLeaveEffects: rule.ErrorsMayLeaveEffects,
 		Session:               call.Transport.SessionID,
 	}
+	if e.opts.Describe != nil {
+		intent.Launch = e.opts.Describe(call.Upstream)
+	}
 	if c := rule.Compensate; c != nil && !rule.Irreversible && !rule.ReadOnly {
 		comp := *c
 		if comp.Upstream == "" {

@@ -14,6 +14,7 @@ import (
 	"github.com/agenthelm/agenthelm/approvals"
 	"github.com/agenthelm/agenthelm/journal"
 	"github.com/agenthelm/agenthelm/policy"
+	"github.com/agenthelm/agenthelm/proxy/upstream"
 	"github.com/agenthelm/agenthelm/saga"
 	"github.com/agenthelm/agenthelm/toolcall"
 )
@@ -37,6 +38,12 @@ var _ Journal = (*journal.Journal)(nil)
 // a connection of agenthelm's own. The proxy implements it.
 type Invoker interface {
 	Invoke(ctx context.Context, upstream, session, method string, params json.RawMessage) (toolcall.Result, error)
+}
+
+// SpecInvoker is an Invoker that can also reach an upstream the
+// configuration no longer names, as the journal recorded it (rule 29).
+type SpecInvoker interface {
+	InvokeSpec(ctx context.Context, spec upstream.Spec, envNames []string, method string, params json.RawMessage) (toolcall.Result, error)
 }
 
 // Rule is what the engine needs to know about one tool.
@@ -116,6 +123,9 @@ type Options struct {
 	IdleCommit time.Duration
 	// UnwindOn lists the failures that unwind a saga. Nil means all four.
 	UnwindOn []string
+	// Describe says how an upstream is reached, to be journaled with each
+	// step (nil: not journaled).
+	Describe func(upstream string) *saga.Launch
 	// ControlTools answers calls to agenthelm_commit and agenthelm_rollback
 	// (add ControlTools to the proxy's ExtraTools so agents see them).
 	ControlTools bool

@@ -9,7 +9,9 @@ import (
 
 	"github.com/agenthelm/agenthelm/internal/fault"
 	"github.com/agenthelm/agenthelm/proxy/jsonrpc"
+	"github.com/agenthelm/agenthelm/proxy/upstream"
 	"github.com/agenthelm/agenthelm/saga"
+	"github.com/agenthelm/agenthelm/toolcall"
 )
 
 // runUnwind drives an aborting saga until Plan has nothing more to do now:
@@ -142,6 +144,11 @@ func (e *Engine) invokeCompensation(ctx context.Context, sagaID string, st *saga
 	cctx, cancel := context.WithTimeout(ctx, e.opts.CallTimeout)
 	defer cancel()
 	res, err := e.opts.Invoker.Invoke(cctx, st.Compensator.Upstream, st.Session, "tools/call", params)
+	if si, ok := e.opts.Invoker.(SpecInvoker); ok && errors.Is(err, toolcall.ErrUnknownUpstream) &&
+		st.Launch != nil && st.Compensator.Upstream == st.Upstream {
+		res, err = si.InvokeSpec(cctx, upstream.Spec{Name: st.Upstream, Transport: st.Launch.Transport,
+			Command: st.Launch.Command, Dir: st.Launch.Dir, URL: st.Launch.URL}, st.Launch.EnvNames, "tools/call", params)
+	}
 	switch {
 	case err != nil:
 		return nil, err

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/agenthelm/agenthelm/internal/buildinfo"
 	"github.com/agenthelm/agenthelm/proxy/jsonrpc"
+	"github.com/agenthelm/agenthelm/proxy/upstream"
 	"github.com/agenthelm/agenthelm/toolcall"
 )
 
@@ -33,7 +35,7 @@ func (p *Proxy) Invoke(ctx context.Context, upstreamName, sessionID, method stri
 // operatorSession returns agenthelm's own session with an upstream,
 // opening it (initialize handshake included) on first use.
 func (p *Proxy) operatorSession(ctx context.Context, upstreamName string) (*Session, error) {
-	if _, ok := p.opts.Upstreams[upstreamName]; !ok {
+	if _, ok := p.spec(upstreamName); !ok {
 		return nil, p.unknownUpstream(upstreamName)
 	}
 	p.opMu.Lock()
@@ -75,4 +77,27 @@ func (p *Proxy) operatorSession(ctx context.Context, upstreamName string) (*Sess
 	p.mu.Unlock()
 	s.log.Info("operator session opened")
 	return s, nil
+}
+
+// InvokeSpec is Invoke for an upstream the configuration no longer names
+// but the journal recorded (rule 29): it is reached as spec says, with the
+// values of the environment variables envNames read from agenthelm's own
+// environment (values are never journaled). A configured upstream of that
+// name wins over spec.
+func (p *Proxy) InvokeSpec(ctx context.Context, spec upstream.Spec, envNames []string, method string, params json.RawMessage) (toolcall.Result, error) {
+	if _, ok := p.spec(spec.Name); !ok {
+		for _, n := range envNames {
+			if v, ok := os.LookupEnv(n); ok {
+				if spec.Env == nil {
+					spec.Env = map[string]string{}
+				}
+				spec.Env[n] = v
+			}
+		}
+		p.mu.Lock()
+		p.launched[spec.Name] = spec
+		p.mu.Unlock()
+		p.log.Warn("upstream not in the configuration: reaching it as the journal recorded", "upstream", spec.Name, "transport", spec.Transport)
+	}
+	return p.Invoke(ctx, spec.Name, "", method, params)
 }

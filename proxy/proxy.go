@@ -58,9 +58,10 @@ type Proxy struct {
 	interceptor toolcall.Interceptor
 
 	mu        sync.Mutex
-	sessions  map[string]*Session // agent-facing session id -> session
-	shared    map[string]*Session // upstream name -> stateless session
-	operators map[string]*Session // upstream name -> agenthelm's own session
+	sessions  map[string]*Session      // agent-facing session id -> session
+	shared    map[string]*Session      // upstream name -> stateless session
+	operators map[string]*Session      // upstream name -> agenthelm's own session
+	launched  map[string]upstream.Spec // upstreams known only from the journal
 	closed    bool
 	opMu      sync.Mutex // serializes opening operator sessions
 
@@ -86,7 +87,7 @@ func New(opts Options) *Proxy {
 	ctx, stop := context.WithCancel(context.Background())
 	p := &Proxy{
 		opts: opts, log: opts.Logger, interceptor: ic,
-		sessions: map[string]*Session{}, shared: map[string]*Session{}, operators: map[string]*Session{},
+		sessions: map[string]*Session{}, shared: map[string]*Session{}, operators: map[string]*Session{}, launched: map[string]upstream.Spec{},
 		stop: stop,
 	}
 	p.reaper.Add(1)
@@ -107,9 +108,21 @@ func (p *Proxy) UpstreamNames() []string {
 func (p *Proxy) unknownUpstream(name string) error {
 	names := p.UpstreamNames()
 	if len(names) == 0 {
-		return fmt.Errorf("unknown upstream %q: no upstreams are configured", name)
+		return fmt.Errorf("%w %q: no upstreams are configured", toolcall.ErrUnknownUpstream, name)
 	}
-	return fmt.Errorf("unknown upstream %q: configured upstreams are %s", name, strings.Join(names, ", "))
+	return fmt.Errorf("%w %q: configured upstreams are %s", toolcall.ErrUnknownUpstream, name, strings.Join(names, ", "))
+}
+
+// spec returns how to reach an upstream: from the configuration, else from
+// what recovery registered with InvokeLaunch.
+func (p *Proxy) spec(name string) (upstream.Spec, bool) {
+	if s, ok := p.opts.Upstreams[name]; ok {
+		return s, true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s, ok := p.launched[name]
+	return s, ok
 }
 
 // openSession dials a new session's upstream and registers it.

@@ -117,7 +117,7 @@ func shortID(id string) string {
 
 // dial connects the session to its upstream.
 func (s *Session) dial(ctx context.Context) error {
-	spec, ok := s.p.opts.Upstreams[s.upstream]
+	spec, ok := s.p.spec(s.upstream)
 	if !ok {
 		return fmt.Errorf("unknown upstream %q", s.upstream)
 	}

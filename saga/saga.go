@@ -111,6 +111,20 @@ type Intent struct {
 	// Session is the agent session the call came on (to reach the same
 	// upstream connection while it lives).
 	Session string `json:"session,omitempty"`
+	// Launch records how the upstream was reached, so that recovery can
+	// reach it even if the configuration no longer names it (rule 29).
+	Launch *Launch `json:"launch,omitempty"`
+}
+
+// Launch is how to reach an upstream: a stdio command (with the names, never
+// the values, of the environment variables it needs: values are re-read at
+// recovery) or a URL.
+type Launch struct {
+	Transport string   `json:"transport"`
+	Command   []string `json:"command,omitempty"`
+	Dir       string   `json:"dir,omitempty"`
+	EnvNames  []string `json:"env_names,omitempty"`
+	URL       string   `json:"url,omitempty"`
 }
 
 // Comp is a step's compensation state.

@@ -114,6 +114,8 @@ var (
 	// ErrNotSent: the call provably never reached the upstream (the
 	// connection was already gone or refused).
 	ErrNotSent = errors.New("call not sent upstream")
+	// ErrUnknownUpstream: no upstream of that name is configured.
+	ErrUnknownUpstream = errors.New("unknown upstream")
 	// ErrTimeout: the upstream showed no sign of life within the call
 	// timeout; the call may have run.
 	ErrTimeout = errors.New("no answer from the upstream within the call timeout")

@@ -133,17 +133,25 @@ func TestCrashAtEachBoundary(t *testing.T) {
 	}
 	cases := []struct {
 		crashAt string
-		creates int // create calls the agent gets to make before the crash
+		// forget: the restarted agenthelm's configuration no longer names
+		// the upstream; recovery must reach it as the journal recorded it
+		// (rule 29).
+		forget bool
 	}{
-		{"before-intent:2", 2},
-		{"after-intent:2", 2},
-		{"after-send:2", 2},
-		{"mid-unwind:1", 3},
-		{"after-compensate:1", 3},
-		{"after-compensate:2", 3},
+		{"before-intent:2", false},
+		{"after-intent:2", false},
+		{"after-send:2", false},
+		{"mid-unwind:1", false},
+		{"after-compensate:1", false},
+		{"after-compensate:2", false},
+		{"after-send:2", true},
 	}
 	for _, tc := range cases {
-		t.Run(strings.ReplaceAll(tc.crashAt, ":", "#"), func(t *testing.T) {
+		name := strings.ReplaceAll(tc.crashAt, ":", "#")
+		if tc.forget {
+			name += "/upstream-removed-from-config"
+		}
+		t.Run(name, func(t *testing.T) {
 			up, led := crashUpstream(t)
 			dir := t.TempDir()
 			cfgPath := filepath.Join(dir, "agenthelm.yaml")
@@ -193,6 +201,12 @@ upstreams:
 			}
 
 			// Restart without the crash switch: recovery must finish the job.
+			if tc.forget {
+				cfg = cfg[:strings.Index(cfg, "upstreams:")]
+				if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
 			p2 := startProc(t, bin, cfgPath, "")
 			final := waitSettled(t, cfgPath, p2)
 			for id, st := range final {

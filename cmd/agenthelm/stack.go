@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -94,6 +95,7 @@ func openStack(ctx context.Context, cfg *config.Config, log *slog.Logger, specs 
 		UnwindOnDenial:    unwindOn[config.FailDenied],
 		UnwindOnRejection: unwindOn[config.FailRejected],
 		ControlTools:      cfg.Saga.ControlTools,
+		Describe:          describeUpstreams(specs, cfg),
 		Scope:             cfg.Saga.Scope,
 		AgentHeader:       cfg.Saga.AgentHeader,
 		IdleCommit:        time.Duration(cfg.Saga.IdleCommit),
@@ -149,6 +151,26 @@ func (s *stack) Close(ctx context.Context) error {
 // lazyInvoker lets the engine call upstreams through the proxy, which is
 // built after the engine (the proxy needs the engine as its interceptor).
 type lazyInvoker struct{ s *stack }
+
+func (l lazyInvoker) InvokeSpec(ctx context.Context, spec upstream.Spec, envNames []string, method string, params json.RawMessage) (toolcall.Result, error) {
+	return l.s.proxy.InvokeSpec(ctx, spec, envNames, method, params)
+}
+
+// describeUpstreams says how each upstream is reached, for the journal
+// (rule 29): commands, directories, URLs and the names (never the values)
+// of the environment variables a stdio server is given.
+func describeUpstreams(specs map[string]upstream.Spec, cfg *config.Config) func(string) *saga.Launch {
+	launches := map[string]*saga.Launch{}
+	for name, sp := range specs {
+		l := &saga.Launch{Transport: sp.Transport, Command: sp.Command, Dir: sp.Dir, URL: sp.URL}
+		for k := range cfg.Upstreams[name].Env {
+			l.EnvNames = append(l.EnvNames, k)
+		}
+		slices.Sort(l.EnvNames)
+		launches[name] = l
+	}
+	return func(name string) *saga.Launch { return launches[name] }
+}
 
 func (l lazyInvoker) Invoke(ctx context.Context, up, session, method string, params json.RawMessage) (toolcall.Result, error) {
 	return l.s.proxy.Invoke(ctx, up, session, method, params)
