@@ -13,6 +13,7 @@ import (
 	"github.com/agenthelm/agenthelm/internal/fault"
 	"github.com/agenthelm/agenthelm/proxy/jsonrpc"
 	"github.com/agenthelm/agenthelm/saga"
+	"github.com/agenthelm/agenthelm/telemetry"
 	"github.com/agenthelm/agenthelm/toolcall"
 )
 
@@ -42,6 +43,7 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 		id := l.s.ID
 		l.mu.Unlock()
 		// Rule 15: an aborting or finished saga takes no new steps.
+		telemetry.SetOutcome(ctx, telemetry.OutcomeRefused)
 		return toolError(fmt.Sprintf("agenthelm refused this call: saga %s is %s and takes no new steps", id, st)), nil
 	}
 	if l.idle != nil {
@@ -51,6 +53,8 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 	sagaID := l.s.ID
 	n := len(l.s.Steps) + 1
 	l.mu.Unlock()
+	ctx = telemetry.WithSaga(ctx, sagaID, n)
+	forward = e.opts.Tracer.WrapForward(call.Upstream, call.Tool, forward)
 	done := sync1(func() {
 		l.inflight.Done()
 		e.armIdle(l)
@@ -71,6 +75,7 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 	if e.opts.Describe != nil {
 		intent.Launch = e.opts.Describe(call.Upstream)
 	}
+	intent.Traceparent = telemetry.Traceparent(ctx)
 	if c := rule.Compensate; c != nil && !rule.Irreversible && !rule.ReadOnly {
 		comp := *c
 		if comp.Upstream == "" {
@@ -96,6 +101,7 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 	if l.s.Status != saga.Open || len(l.s.Steps)+1 != n {
 		// Another call took step n first, or the saga ended meanwhile.
 		n = len(l.s.Steps) + 1
+		ctx = telemetry.WithSaga(ctx, sagaID, n)
 		intent.IdempotencyKey = saga.IdempotencyKey(sagaID, n, "forward")
 		if l.s.Status != saga.Open {
 			st := l.s.Status
@@ -161,6 +167,7 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 	l.mu.Lock()
 	summary := summarize(l.s)
 	l.mu.Unlock()
+	telemetry.SetOutcome(ctx, telemetry.OutcomeUnwound)
 	return withRollback(res, ferr, summary), nil
 }
 
@@ -193,6 +200,7 @@ func (e *Engine) refuse(ctx context.Context, l *live, call *toolcall.Call, inten
 		e.log.Error("denial not journaled", "tool", call.Tool, "err", err)
 	}
 	e.log.Info("call refused", "saga", l.id(), "step", n, "tool", call.Tool, "why", g.refuse)
+	telemetry.SetOutcome(ctx, telemetry.OutcomeDenied)
 	res := toolError(g.refuse)
 	if !unwind || err != nil {
 		return res, nil
@@ -246,7 +254,12 @@ func (e *Engine) capture(ctx context.Context, call *toolcall.Call, c *Capture) (
 	params, _ := jsonrpc.Marshal(map[string]any{"name": c.Tool, "arguments": args})
 	cctx, cancel := context.WithTimeout(ctx, e.opts.CallTimeout)
 	defer cancel()
-	res, err := e.opts.Invoker.Invoke(cctx, call.Upstream, call.Transport.SessionID, "tools/call", params)
+	cctx, span := e.opts.Tracer.StartInternal(cctx, telemetry.SpanCapture)
+	invoke := e.opts.Tracer.WrapForward(call.Upstream, c.Tool, func(ctx context.Context, p json.RawMessage) (toolcall.Result, error) {
+		return e.opts.Invoker.Invoke(ctx, call.Upstream, call.Transport.SessionID, "tools/call", p)
+	})
+	res, err := invoke(cctx, params)
+	e.opts.Tracer.End(span, err)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/agenthelm/agenthelm/approvals"
@@ -16,6 +17,7 @@ import (
 	"github.com/agenthelm/agenthelm/policy"
 	"github.com/agenthelm/agenthelm/proxy/upstream"
 	"github.com/agenthelm/agenthelm/saga"
+	"github.com/agenthelm/agenthelm/telemetry"
 	"github.com/agenthelm/agenthelm/toolcall"
 )
 
@@ -123,6 +125,8 @@ type Options struct {
 	IdleCommit time.Duration
 	// UnwindOn lists the failures that unwind a saga. Nil means all four.
 	UnwindOn []string
+	// Tracer makes the engine's spans and records its metrics (nil: none).
+	Tracer *telemetry.Tracer
 	// Describe says how an upstream is reached, to be journaled with each
 	// step (nil: not journaled).
 	Describe func(upstream string) *saga.Launch
@@ -147,6 +151,8 @@ type Engine struct {
 	ctx    context.Context // lifetime of background work
 	stop   context.CancelFunc
 	wg     sync.WaitGroup
+
+	stuck atomic.Int64 // sagas in the stuck state, for the gauge
 
 	mu     sync.Mutex
 	live   map[string]*live  // saga id -> saga in memory
@@ -298,12 +304,34 @@ func (e *Engine) stage(l *live, evs ...saga.Event) (*journal.Pending, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
+	e.countTransition(l.s.Status, next.Status)
 	l.s = next
 	return p, nil
 }
 
+// countTransition feeds the saga metrics: finished sagas by state, and the
+// number of stuck sagas (a gauge that recovery sets from the journal).
+func (e *Engine) countTransition(from, to saga.Status) {
+	if from == to || e.opts.Tracer == nil {
+		return
+	}
+	m := e.opts.Tracer.Metrics()
+	switch to {
+	case saga.Committed, saga.Compensated, saga.NeedsHuman, saga.Stuck:
+		m.SagaFinished(context.Background(), string(to))
+	}
+	switch {
+	case to == saga.Stuck:
+		m.SetStuckSagas(context.Background(), int(e.stuck.Add(1)))
+	case from == saga.Stuck:
+		m.SetStuckSagas(context.Background(), int(e.stuck.Add(-1)))
+	}
+}
+
 // await waits for a staged batch outside the saga's lock.
 func (e *Engine) await(ctx context.Context, l *live, p *journal.Pending) error {
+	_, span := e.opts.Tracer.StartInternal(ctx, telemetry.SpanJournalCommit)
+	defer span.End()
 	if _, err := p.Wait(context.WithoutCancel(ctx)); err != nil {
 		l.mu.Lock()
 		if l.broken == nil {

@@ -8,10 +8,13 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/agenthelm/agenthelm/approvals"
 	"github.com/agenthelm/agenthelm/policy"
 	"github.com/agenthelm/agenthelm/proxy/jsonrpc"
 	"github.com/agenthelm/agenthelm/saga"
+	"github.com/agenthelm/agenthelm/telemetry"
 	"github.com/agenthelm/agenthelm/toolcall"
 )
 
@@ -59,7 +62,13 @@ func (e *Engine) gate(ctx context.Context, l *live, call *toolcall.Call, rule Ru
 		return gateResult{}
 	}
 	in := e.policyInput(l, call, rule)
-	d := e.opts.Gate.Decide(ctx, in)
+	pctx, span := e.opts.Tracer.StartInternal(ctx, telemetry.SpanPolicyEvaluate)
+	d := e.opts.Gate.Decide(pctx, in)
+	span.SetAttributes(telemetry.PolicyResultKey.String(d.Verdict()), attribute.String("agenthelm.policy.revision", d.Revision),
+		attribute.String("agenthelm.policy.decision_id", d.ID), attribute.StringSlice("agenthelm.policy.reasons", d.Reasons),
+		attribute.Bool("agenthelm.policy.dry_run", d.DryRun))
+	e.opts.Tracer.End(span, d.Err)
+	e.opts.Tracer.Metrics().PolicyDecision(ctx, call.Upstream, call.Tool, d.Verdict())
 	dn := decisionNote{Type: "decision", ID: d.ID, Revision: d.Revision, Verdict: d.Verdict(), Reasons: d.Reasons,
 		Approvers: d.Approvers, Labels: d.Labels, DryRun: d.DryRun, DurationUS: d.Duration.Microseconds()}
 	if d.Err != nil {
@@ -110,7 +119,21 @@ func (e *Engine) gate(ctx context.Context, l *live, call *toolcall.Call, rule Ru
 		return res
 	}
 	e.log.Info("call held for approval", "saga", l.id(), "step", n, "tool", call.Tool, "approval", req.ID, "expires", req.Expires.Format(time.RFC3339))
-	dec, err := e.opts.Approvals.Hold(ctx, req, e.keepAlive(ctx, call, req))
+	actx, span := e.opts.Tracer.StartInternal(ctx, telemetry.SpanApprovalWait, attribute.String("agenthelm.approval.id", req.ID))
+	e.opts.Tracer.Metrics().ApprovalHeld(ctx)
+	dec, err := e.opts.Approvals.Hold(actx, req, e.keepAlive(ctx, call, req))
+	result := "rejected"
+	switch {
+	case err != nil:
+		result = "withdrawn"
+	case dec.Approved:
+		result = "approved"
+	case dec.Expired:
+		result = "expired"
+	}
+	span.SetAttributes(telemetry.ApprovalResultKey.String(result), attribute.String("agenthelm.approval.by", dec.By))
+	span.End()
+	e.opts.Tracer.Metrics().ApprovalResolved(ctx, result, e.opts.Now().Sub(req.Created))
 	if err != nil {
 		dec = approvals.Decision{By: "agent", Reason: "the agent withdrew the call: " + err.Error(), At: e.opts.Now(), ArgsDigest: digest}
 	}

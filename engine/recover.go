@@ -22,6 +22,14 @@ func (e *Engine) Recover(ctx context.Context) error {
 		return fmt.Errorf("recover: list unfinished sagas: %w", err)
 	}
 	var errs []error
+	stuck := 0
+	for _, h := range heads {
+		if h.Status == string(saga.Stuck) {
+			stuck++
+		}
+	}
+	e.stuck.Store(int64(stuck))
+	e.opts.Tracer.Metrics().SetStuckSagas(ctx, stuck)
 	for _, h := range heads {
 		if err := e.recoverOne(ctx, h); err != nil {
 			errs = append(errs, err)

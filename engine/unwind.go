@@ -11,6 +11,7 @@ import (
 	"github.com/agenthelm/agenthelm/proxy/jsonrpc"
 	"github.com/agenthelm/agenthelm/proxy/upstream"
 	"github.com/agenthelm/agenthelm/saga"
+	"github.com/agenthelm/agenthelm/telemetry"
 	"github.com/agenthelm/agenthelm/toolcall"
 )
 
@@ -34,6 +35,8 @@ func (e *Engine) runUnwind(ctx context.Context, l *live) {
 	}()
 
 	waitOrDone(ctx, &l.inflight)
+	ctx, span := e.opts.Tracer.StartInternal(ctx, telemetry.SpanUnwind, telemetry.SagaIDKey.String(l.id()))
+	defer span.End()
 	for ctx.Err() == nil {
 		l.mu.Lock()
 		acts := l.s.Plan(e.opts.Retry, e.opts.Now())
@@ -57,8 +60,21 @@ func (e *Engine) runUnwind(ctx context.Context, l *live) {
 				break
 			}
 			fault.Point("mid-unwind")
-			fin := e.compensate(ctx, id, st, a.Attempt)
+			cctx, cspan := e.opts.Tracer.StartCompensation(ctx, id, st.N, st.Tool,
+				telemetry.SpanContextFromTraceparent(st.Traceparent), telemetry.CompensationAttemptKey.Int(a.Attempt))
+			fin := e.compensate(cctx, id, st, a.Attempt)
 			fault.Point("after-compensate")
+			outcome := "ok"
+			var cerr error
+			if !fin.OK {
+				outcome, cerr = "failed", errors.New(fin.Error)
+				if fin.Status != "" {
+					outcome = fin.Status
+				}
+			}
+			cspan.SetAttributes(telemetry.CompensationOutcomeKey.String(outcome))
+			e.opts.Tracer.End(cspan, cerr)
+			e.opts.Tracer.Metrics().CompensationFinished(ctx, st.Upstream, st.Tool, outcome, a.Attempt)
 			l.mu.Lock()
 			err = e.record(context.WithoutCancel(ctx), l, fin)
 			l.mu.Unlock()
@@ -143,7 +159,10 @@ func (e *Engine) invokeCompensation(ctx context.Context, sagaID string, st *saga
 	params, _ := jsonrpc.Marshal(map[string]any{"name": a.Tool, "arguments": args, "_meta": meta})
 	cctx, cancel := context.WithTimeout(ctx, e.opts.CallTimeout)
 	defer cancel()
-	res, err := e.opts.Invoker.Invoke(cctx, st.Compensator.Upstream, st.Session, "tools/call", params)
+	invoke := e.opts.Tracer.WrapForward(st.Compensator.Upstream, a.Tool, func(ctx context.Context, p json.RawMessage) (toolcall.Result, error) {
+		return e.opts.Invoker.Invoke(ctx, st.Compensator.Upstream, st.Session, "tools/call", p)
+	})
+	res, err := invoke(cctx, params)
 	if si, ok := e.opts.Invoker.(SpecInvoker); ok && errors.Is(err, toolcall.ErrUnknownUpstream) &&
 		st.Launch != nil && st.Compensator.Upstream == st.Upstream {
 		res, err = si.InvokeSpec(cctx, upstream.Spec{Name: st.Upstream, Transport: st.Launch.Transport,

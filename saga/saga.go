@@ -111,6 +111,9 @@ type Intent struct {
 	// Session is the agent session the call came on (to reach the same
 	// upstream connection while it lives).
 	Session string `json:"session,omitempty"`
+	// Traceparent is the W3C trace context of the call's span, so that the
+	// spans of its compensation link to it, even after a restart.
+	Traceparent string `json:"traceparent,omitempty"`
 	// Launch records how the upstream was reached, so that recovery can
 	// reach it even if the configuration no longer names it (rule 29).
 	Launch *Launch `json:"launch,omitempty"`
