@@ -37,3 +37,11 @@ clean-check:
 	@git status --porcelain --untracked-files=no | grep . && { echo "the tree changed during the checks:"; git diff --stat; exit 1; } || true
 
 check: fmt-check vet tidy-check staticcheck test clean-check
+
+# End-to-end test of traces and the native topology with a real Jaeger,
+# built from its Go module by deploy/jaeger/build.sh into a cache outside the
+# repository (minutes on the first run, then reused; AGENTHELM_JAEGER_BIN
+# skips the build). Not part of `make test`: the build tag keeps it out.
+.PHONY: jaeger-e2e
+jaeger-e2e:
+	$(GO) test -tags jaeger -count=1 -timeout 30m $(TESTFLAGS) ./deploy/e2e/...
