@@ -1,6 +1,9 @@
 package saga
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Policy is how unwinding behaves. The zero value means: 8 attempts,
 // backoff from 1 s doubling to at most 5 min, stop at the first failure.
@@ -71,8 +74,9 @@ type Action struct {
 // It returns nothing when there is nothing to do: the saga is not
 // unwinding, or a step's forward call is still in flight (rule 14: wait),
 // or a compensation is running. It walks the steps in strict reverse order
-// (rule 9): step k-1 is considered only when step k is compensated, not in
-// need of it, or skipped.
+// of completion (rule 9; for sequential calls that is reverse step order):
+// a step is considered only when every step completed after it is
+// compensated, not in need of it, or skipped.
 //
 // The driver applies the events it journals for an action and calls Plan
 // again, until Plan returns nothing or ActWait.
@@ -84,8 +88,7 @@ func (s *Saga) Plan(p Policy, now time.Time) []Action {
 	if s.InFlight() > 0 {
 		return nil
 	}
-	for i := len(s.Steps) - 1; i >= 0; i-- {
-		st := s.Steps[i]
+	for _, st := range s.unwindOrder() {
 		if !st.needsCompensation() {
 			continue
 		}
@@ -121,4 +124,18 @@ func (s *Saga) Plan(p Policy, now time.Time) []Action {
 		return []Action{{Kind: ActCompensate, Step: st.N, Attempt: 1}}
 	}
 	return []Action{{Kind: ActSetStatus, Status: Compensated}}
+}
+
+// unwindOrder is the order in which steps are undone: the reverse of the
+// order they completed in (parallel calls of one saga can complete out of
+// step order), steps completed at the same instant newest step first.
+func (s *Saga) unwindOrder() []*Step {
+	order := slices.Clone(s.Steps)
+	slices.SortStableFunc(order, func(a, b *Step) int {
+		if c := b.Finished.Compare(a.Finished); c != 0 {
+			return c
+		}
+		return b.N - a.N
+	})
+	return order
 }
