@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/agenthelm/agenthelm/internal/fault"
@@ -127,6 +128,10 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 	fault.Point("after-intent")
 	res, ferr := forward(ctx, params)
 	fault.Point("after-send")
+	var retries []saga.Event
+	if rule.Idempotent && rule.Retry != nil {
+		res, ferr, retries = e.retryForward(ctx, call, rule.Retry, params, res, ferr)
+	}
 	status, failure := classify(res, ferr)
 
 	// Rule 2: the outcome is on disk before the agent is answered.
@@ -141,7 +146,7 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 		out.Error = ferr.Error()
 	}
 	unwind := failure != "" && e.unwind[failure] && !rule.ContinueOnError
-	evs := []saga.Event{out}
+	evs := append(withStep(retries, n), out)
 	l.mu.Lock()
 	if unwind && l.s.Status == saga.Open {
 		evs = append(evs, saga.Event{Kind: saga.EvAborted, Step: n, Reason: fmt.Sprintf("step %d (%s) failed: %s", n, call.Tool, status), By: "engine"})
@@ -340,6 +345,13 @@ func (e *Engine) scopeKey(call *toolcall.Call) string {
 	if e.opts.Scope == "session" && call.Transport.SessionID != "" {
 		return "session:" + call.Transport.SessionID
 	}
+	if call.Transport.SessionID == "" && call.Transport.Kind == "mcp" {
+		// A stateless (2026-07-28) client has no session: the trace it
+		// propagates, when it does, is the best boundary it offers.
+		if id := traceID(call); id != "" {
+			return "trace:" + id
+		}
+	}
 	if e.opts.AgentHeader != "" {
 		if v := call.Transport.Headers[http.CanonicalHeaderKey(e.opts.AgentHeader)]; v != "" {
 			return "agent:" + v
@@ -462,4 +474,55 @@ func waitOrDone(ctx context.Context, wg interface{ Wait() }) {
 	case <-ch:
 	case <-ctx.Done():
 	}
+}
+
+// traceID returns the W3C trace id a call carries in params._meta or its
+// traceparent header, or "".
+func traceID(call *toolcall.Call) string {
+	var tp string
+	if meta := call.Meta(); meta != nil {
+		_ = json.Unmarshal(jsonrpc.Member(meta, "traceparent"), &tp)
+	}
+	if tp == "" {
+		tp = call.Transport.Headers["Traceparent"]
+	}
+	// version-traceid-parentid-flags
+	parts := strings.Split(tp, "-")
+	if len(parts) != 4 || len(parts[1]) != 32 || parts[1] == strings.Repeat("0", 32) {
+		return ""
+	}
+	return parts[1]
+}
+
+// retryForward sends an idempotent call again, under the same idempotency
+// key, while it timed out or its fate is unknown (rule 16: never for a tool
+// that is not idempotent). It returns the last answer and a journal note
+// per retry.
+func (e *Engine) retryForward(ctx context.Context, call *toolcall.Call, r *Retry, params json.RawMessage, res toolcall.Result, ferr error) (toolcall.Result, error, []saga.Event) {
+	var notes []saga.Event
+	wait := r.Backoff
+	for attempt := 2; attempt <= r.Attempts && retryable(ferr) && ctx.Err() == nil; attempt++ {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return res, ferr, notes
+		case <-t.C:
+		}
+		wait *= 2
+		notes = append(notes, note(0, map[string]any{"type": "retry", "attempt": attempt, "after": ferr.Error()}))
+		e.log.Info("retrying an idempotent call", "tool", call.Tool, "attempt", attempt, "after", ferr)
+		invoke := e.opts.Tracer.WrapForward(call.Upstream, call.Tool, func(ctx context.Context, p json.RawMessage) (toolcall.Result, error) {
+			return e.opts.Invoker.Invoke(ctx, call.Upstream, call.Transport.SessionID, "tools/call", p)
+		})
+		res, ferr = invoke(ctx, params)
+	}
+	return res, ferr, notes
+}
+
+// retryable reports whether a forward's failure leaves the call's fate
+// unknown or unsent (the cases worth sending again), as opposed to an
+// answer from the tool or a cancellation by the agent.
+func retryable(err error) bool {
+	return err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }

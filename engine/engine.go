@@ -62,6 +62,16 @@ type Rule struct {
 	// Capture is a call made before the step whose result the
 	// compensation may use (nil: none).
 	Capture *Capture
+	// Retry re-sends a call that timed out or whose fate is unknown, under
+	// the same idempotency key: only for idempotent tools (rule 16); nil or
+	// a single attempt: never.
+	Retry *Retry
+}
+
+// Retry is how often and how soon an idempotent call is sent again.
+type Retry struct {
+	Attempts int           // in all, the first included
+	Backoff  time.Duration // before the second attempt; doubles after
 }
 
 // Capture is a pre-image call: a tool and a jq expression over {args}.

@@ -89,6 +89,18 @@ func itemServer(t *testing.T) (*httptest.Server, *ledger) {
 		led.seen[key(req)] = "deleted " + in.Name
 		return text("deleted " + in.Name), nil, nil
 	})
+	slow := 0
+	mcp.AddTool(srv, &mcp.Tool{Name: "slowonce"}, func(ctx context.Context, req *mcp.CallToolRequest, in nameArgs) (*mcp.CallToolResult, any, error) {
+		led.mu.Lock()
+		slow++
+		first := slow == 1
+		led.ops = append(led.ops, "slowonce "+key(req))
+		led.mu.Unlock()
+		if first {
+			time.Sleep(400 * time.Millisecond) // the proxy gives up first
+		}
+		return text("done"), nil, nil
+	})
 	mcp.AddTool(srv, &mcp.Tool{Name: "fail"}, func(ctx context.Context, req *mcp.CallToolRequest, in struct{}) (*mcp.CallToolResult, any, error) {
 		return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: "mailbox unavailable"}}}, nil, nil
 	})
@@ -397,5 +409,38 @@ func TestControlTools(t *testing.T) {
 	}
 	if strings.Join(st, ",") != "committed,compensated" {
 		t.Errorf("sagas = %v, want one committed (newest) and one compensated", st)
+	}
+}
+
+func TestIdempotentCallRetriedWithTheSameKey(t *testing.T) {
+	ctx := context.Background()
+	up, led := itemServer(t)
+	j, err := journal.Open(ctx, journal.Options{Dir: t.TempDir(), Sync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p *proxy.Proxy
+	e := engine.New(engine.Options{Journal: j, Invoker: invoker{&p}, Eval: jqEval, IdleCommit: time.Hour,
+		Rules: rules{"slowonce": {Idempotent: true, ReadOnly: true, Retry: &engine.Retry{Attempts: 3, Backoff: 10 * time.Millisecond}}}})
+	p = proxy.New(proxy.Options{Upstreams: map[string]upstream.Spec{"items": {Name: "items", URL: up.URL, Transport: "streamable-http"}},
+		Interceptor: e, CallTimeout: 150 * time.Millisecond})
+	ts := httptest.NewServer(p.Handler())
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil).
+		Connect(ctx, &mcp.StreamableClientTransport{Endpoint: ts.URL + "/mcp/items"}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cs.Close(); ts.Close(); p.Close(ctx); e.Close(ctx); j.Close(ctx) }()
+	s := &stack{j: j, e: e, p: p, led: led, client: cs}
+	if res := s.call(t, "slowonce", map[string]any{"name": "a"}); res.IsError {
+		t.Fatalf("retried call failed: %q", text(res))
+	}
+	ops, _ := led.snapshot()
+	if len(ops) != 2 || ops[0] != ops[1] || !strings.HasPrefix(ops[0], "slowonce ah-") {
+		t.Errorf("upstream saw %v, want the call twice with one idempotency key", ops)
+	}
+	sg, _ := e.Load(ctx, only(t, j).Saga)
+	if st := sg.Step(1); st == nil || st.Status != saga.Succeeded {
+		t.Errorf("step = %+v, want succeeded after the retry", st)
 	}
 }

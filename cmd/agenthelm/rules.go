@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/agenthelm/agenthelm/compensators"
 	"github.com/agenthelm/agenthelm/config"
@@ -12,7 +13,10 @@ import (
 
 // rules gives the engine each tool's rule from the compensators Set: the
 // configuration's, the packs' and trusted upstreams' annotations.
-type rules struct{ set *compensators.Set }
+type rules struct {
+	set *compensators.Set
+	cfg *config.Config
+}
 
 var _ engine.Rules = rules{}
 
@@ -21,7 +25,7 @@ func newRules(cfg *config.Config) (rules, error) {
 	if err != nil {
 		return rules{}, err
 	}
-	return rules{set}, nil
+	return rules{set: set, cfg: cfg}, nil
 }
 
 func (r rules) Rule(upstream, tool string) engine.Rule {
@@ -36,6 +40,11 @@ func (r rules) Rule(upstream, tool string) engine.Rule {
 	}
 	if c.Capture != nil {
 		rule.Capture = &engine.Capture{Tool: c.Capture.Tool, Args: c.Capture.Args}
+	}
+	// Forward retries are configured per tool and only for idempotent ones
+	// (config validation refuses the rest).
+	if t, ok := r.cfg.Upstreams[upstream].Tools[tool]; ok && t.Retry != nil && c.Idempotent {
+		rule.Retry = &engine.Retry{Attempts: t.Retry.Attempts, Backoff: time.Duration(t.Retry.Backoff)}
 	}
 	return rule
 }
