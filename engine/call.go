@@ -111,6 +111,10 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 		}
 	}
 	fault.Point("before-intent")
+	if masked, changed := e.redact("args", intent.Args); changed {
+		intent.Args = masked
+		l.keepOriginal(n, call.Arguments, nil)
+	}
 	pending, err := e.stage(l, append(withStep(g.notes, n), saga.Event{Kind: saga.EvIntent, Step: n, Intent: intent})...)
 	l.mu.Unlock()
 	if err == nil {
@@ -148,6 +152,10 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 	unwind := failure != "" && e.unwind[failure] && !rule.ContinueOnError
 	evs := append(withStep(retries, n), out)
 	l.mu.Lock()
+	if masked, changed := e.redact("result", out.Result); changed {
+		l.keepOriginal(n, nil, out.Result)
+		evs[len(evs)-1].Result = masked
+	}
 	if unwind && l.s.Status == saga.Open {
 		evs = append(evs, saga.Event{Kind: saga.EvAborted, Step: n, Reason: fmt.Sprintf("step %d (%s) failed: %s", n, call.Tool, status), By: "engine"})
 	}

@@ -135,6 +135,12 @@ type Options struct {
 	IdleCommit time.Duration
 	// UnwindOn lists the failures that unwind a saga. Nil means all four.
 	UnwindOn []string
+	// Redact masks secrets in arguments and results before they are
+	// journaled (member is "args" or "result", for path rules). The
+	// originals stay in memory, so an undo that needs a masked value works
+	// while agenthelm runs; after a restart it gets the masked value. Nil:
+	// nothing is masked.
+	Redact func(member string, raw json.RawMessage) json.RawMessage
 	// Tracer makes the engine's spans and records its metrics (nil: none).
 	Tracer *telemetry.Tracer
 	// Describe says how an upstream is reached, to be journaled with each
@@ -170,6 +176,9 @@ type Engine struct {
 	closed bool
 }
 
+// original is a step's unmasked arguments and result.
+type original struct{ args, result json.RawMessage }
+
 // live is a saga held in memory while it is open or unwinding.
 type live struct {
 	mu        sync.Mutex
@@ -177,6 +186,9 @@ type live struct {
 	inflight  sync.WaitGroup // forward calls in flight (rule 14)
 	idle      *time.Timer
 	unwinding bool // one unwinder at a time (rule 18)
+	// originals keeps, by step, the arguments and results as the agent and
+	// the upstream sent them where the journal holds masked copies.
+	originals map[int]original
 	retry     *time.Timer
 	broken    error // the journal refused a write: state is not trusted
 }
@@ -429,4 +441,44 @@ func (e *Engine) liveSaga(ctx context.Context, id string) (*live, error) {
 	nl := &live{s: s}
 	e.live[id] = nl
 	return nl, nil
+}
+
+// redact masks a member for the journal and reports whether it changed.
+func (e *Engine) redact(member string, raw json.RawMessage) (json.RawMessage, bool) {
+	if e.opts.Redact == nil || len(raw) == 0 {
+		return raw, false
+	}
+	out := e.opts.Redact(member, raw)
+	return out, string(out) != string(raw)
+}
+
+// keepOriginal remembers a step's unmasked value. Caller holds l.mu.
+func (l *live) keepOriginal(step int, args, result json.RawMessage) {
+	if l.originals == nil {
+		l.originals = map[int]original{}
+	}
+	o := l.originals[step]
+	if args != nil {
+		o.args = args
+	}
+	if result != nil {
+		o.result = result
+	}
+	l.originals[step] = o
+}
+
+// unmasked returns a step's arguments and result as sent, where known.
+func (l *live) unmasked(st *saga.Step) (args, result json.RawMessage) {
+	args, result = st.Args, st.Result
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if o, ok := l.originals[st.N]; ok {
+		if o.args != nil {
+			args = o.args
+		}
+		if o.result != nil {
+			result = o.result
+		}
+	}
+	return args, result
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/agenthelm/agenthelm/proxy"
 	"github.com/agenthelm/agenthelm/proxy/upstream"
 	"github.com/agenthelm/agenthelm/saga"
+	"github.com/agenthelm/agenthelm/telemetry"
 	"github.com/agenthelm/agenthelm/toolcall"
 	"github.com/itchyny/gojq"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -50,7 +51,8 @@ func itemServer(t *testing.T) (*httptest.Server, *ledger) {
 	led := &ledger{items: map[string]bool{}, seen: map[string]string{}}
 	srv := mcp.NewServer(&mcp.Implementation{Name: "items", Version: "1"}, nil)
 	type nameArgs struct {
-		Name string `json:"name"`
+		Name     string `json:"name"`
+		Password string `json:"password,omitempty"`
 	}
 	key := func(req *mcp.CallToolRequest) string {
 		if m := req.Params.Meta; m != nil {
@@ -443,4 +445,47 @@ func TestIdempotentCallRetriedWithTheSameKey(t *testing.T) {
 	if st := sg.Step(1); st == nil || st.Status != saga.Succeeded {
 		t.Errorf("step = %+v, want succeeded after the retry", st)
 	}
+}
+
+// TestSecretsAreMaskedInTheJournal: a masked argument never reaches the
+// disk, and the undo that needs it still gets the real value while
+// agenthelm runs.
+func TestSecretsAreMaskedInTheJournal(t *testing.T) {
+	ctx := context.Background()
+	up, led := itemServer(t)
+	dir := t.TempDir()
+	j, err := journal.Open(ctx, journal.Options{Dir: dir, Sync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	red := telemetry.DefaultRedactor()
+	var p *proxy.Proxy
+	e := engine.New(engine.Options{Journal: j, Invoker: invoker{&p}, Eval: jqEval, IdleCommit: time.Hour, Redact: red.Member,
+		Rules: rules{"create": {Compensate: &saga.Compensator{Tool: "delete", Args: "{name: .args.name}"}}, "fail": {Irreversible: true}}})
+	p = proxy.New(proxy.Options{Upstreams: map[string]upstream.Spec{"items": {Name: "items", URL: up.URL, Transport: "streamable-http"}}, Interceptor: e})
+	ts := httptest.NewServer(p.Handler())
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil).
+		Connect(ctx, &mcp.StreamableClientTransport{Endpoint: ts.URL + "/mcp/items"}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cs.Close(); ts.Close(); p.Close(ctx); e.Close(ctx) }()
+	s := &stack{j: j, e: e, p: p, led: led, client: cs}
+	s.call(t, "create", map[string]any{"name": "a", "password": "hunter2-secret"})
+	s.call(t, "fail", nil)
+	if ops, items := led.snapshot(); strings.Join(ops, ", ") != "create a, delete a" || len(items) != 0 {
+		t.Errorf("upstream ran %v, items %v", ops, items)
+	}
+	evs, _ := j.Events(ctx, only(t, j).Saga)
+	var all strings.Builder
+	for _, ev := range evs {
+		all.Write(ev.Body)
+	}
+	if strings.Contains(all.String(), "hunter2") {
+		t.Errorf("the journal holds the secret:\n%s", all.String())
+	}
+	if !strings.Contains(all.String(), "[REDACTED]") {
+		t.Errorf("the journal holds no masked value")
+	}
+	j.Close(ctx)
 }

@@ -62,7 +62,7 @@ func (e *Engine) runUnwind(ctx context.Context, l *live) {
 			fault.Point("mid-unwind")
 			cctx, cspan := e.opts.Tracer.StartCompensation(ctx, id, st.N, st.Tool,
 				telemetry.SpanContextFromTraceparent(st.Traceparent), telemetry.CompensationAttemptKey.Int(a.Attempt))
-			fin := e.compensate(cctx, id, st, a.Attempt)
+			fin := e.compensate(cctx, id, st, a.Attempt, l)
 			fault.Point("after-compensate")
 			outcome := "ok"
 			var cerr error
@@ -119,7 +119,7 @@ func (e *Engine) runUnwind(ctx context.Context, l *live) {
 
 // compensate runs one compensation attempt and returns the event that
 // records how it ended.
-func (e *Engine) compensate(ctx context.Context, sagaID string, st *saga.Step, attempt int) saga.Event {
+func (e *Engine) compensate(ctx context.Context, sagaID string, st *saga.Step, attempt int, l *live) saga.Event {
 	fin := saga.Event{Kind: saga.EvCompFinished, Step: st.N, Attempt: attempt}
 	fail := func(err error) saga.Event {
 		fin.Error = err.Error()
@@ -128,8 +128,9 @@ func (e *Engine) compensate(ctx context.Context, sagaID string, st *saga.Step, a
 	}
 	c := st.Compensator
 	actions := append([]saga.Call{{Tool: c.Tool, Args: c.Args}}, c.Then...)
+	args, result := l.unmasked(st)
 	for i, a := range actions {
-		res, err := e.invokeCompensation(ctx, sagaID, st, i, a)
+		res, err := e.invokeCompensation(ctx, sagaID, st, i, a, args, result)
 		if errors.Is(err, ErrCannotUndo) {
 			fin.Status, fin.Error = string(saga.CompNeedsHuman), err.Error()
 			return fin
@@ -145,8 +146,8 @@ func (e *Engine) compensate(ctx context.Context, sagaID string, st *saga.Step, a
 
 // invokeCompensation runs the i-th call of a step's compensation under its
 // own idempotency key, derived from the saga, the step and i only (rule 12).
-func (e *Engine) invokeCompensation(ctx context.Context, sagaID string, st *saga.Step, i int, a saga.Call) (json.RawMessage, error) {
-	args, err := e.opts.Eval(a.Args, st.Args, st.Result, st.Capture)
+func (e *Engine) invokeCompensation(ctx context.Context, sagaID string, st *saga.Step, i int, a saga.Call, stepArgs, stepResult json.RawMessage) (json.RawMessage, error) {
+	args, err := e.opts.Eval(a.Args, stepArgs, stepResult, st.Capture)
 	if err != nil {
 		return nil, fmt.Errorf("build %s arguments: %w", a.Tool, err)
 	}
