@@ -45,3 +45,10 @@ check: fmt-check vet tidy-check staticcheck test clean-check
 .PHONY: jaeger-e2e
 jaeger-e2e:
 	$(GO) test -tags jaeger -count=1 -timeout 30m $(TESTFLAGS) ./deploy/e2e/...
+
+# The shipped policies are standard Rego: OPA's own CLI, built from the OPA
+# module version in go.mod, runs `opa test policies/` and agrees with
+# `agenthelm policy test` (needs the Go module proxy for OPA's CLI).
+.PHONY: opa-test
+opa-test:
+	$(GO) test -tags opacli -count=1 -v -run '^TestOPACLI$$' ./cmd/agenthelm/

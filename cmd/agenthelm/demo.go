@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 	"sync"
@@ -28,6 +30,7 @@ type demoOptions struct {
 	keep         bool
 	noColor      bool
 	approveAfter time.Duration
+	journalDir   string // empty: a temporary journal, removed at the end
 }
 
 func newDemoCmd(g *globals) *cobra.Command {
@@ -46,10 +49,13 @@ undoes the booking and the charge, in reverse order. Each step is told as it
 happens; nothing here is simulated: the calls go through the same code as
 ` + "`agenthelm serve`" + `.
 
-Nothing needs setting up and nothing is left behind (unless --keep).`,
+Nothing needs setting up and nothing is left behind (unless --keep, or
+--journal, which keeps the journal for the sagas commands to read).`,
 		Example: `  agenthelm demo
   agenthelm demo --interactive        # approve the held charge yourself
-  agenthelm demo --keep               # then point your own agent at the sidecar`,
+  agenthelm demo --keep               # then point your own agent at the sidecar
+  agenthelm demo --journal demo-journal   # keep the journal, then read it back:
+  AGENTHELM_DATA_DIR=demo-journal agenthelm sagas list`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd.Context(), g, o)
@@ -60,6 +66,7 @@ Nothing needs setting up and nothing is left behind (unless --keep).`,
 	f.BoolVar(&o.keep, "keep", false, "keep the sidecar and example servers running after the run, until Ctrl-C")
 	f.BoolVar(&o.noColor, "no-color", false, "no colour, even on a terminal (NO_COLOR also works)")
 	f.DurationVar(&o.approveAfter, "approve-after", 2*time.Second, "without --interactive, approve a held call after this pause")
+	f.StringVar(&o.journalDir, "journal", "", "keep the journal in this directory (new or empty) instead of a temporary one")
 	return cmd
 }
 
@@ -111,6 +118,11 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) error {
 	if err != nil {
 		return err
 	}
+	if o.journalDir != "" {
+		if err := emptyDir(o.journalDir); err != nil {
+			return fmt.Errorf("--journal: %w", err)
+		}
+	}
 	n := newNarrator(g.stdout, !o.noColor && colorTerminal(g.stdout))
 
 	n.title("agenthelm demo", "an agent books a trip; a later step fails; agenthelm undoes the rest")
@@ -140,12 +152,15 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) error {
 	}
 
 	// The sidecar, configured by examples/configs/demo.yaml with the
-	// servers' real addresses and a temporary journal.
-	dir, err := os.MkdirTemp("", "agenthelm-demo-")
-	if err != nil {
-		return fmt.Errorf("journal directory: %w", err)
+	// servers' real addresses and a temporary journal (or --journal).
+	dir, lifetime := o.journalDir, "kept"
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "agenthelm-demo-"); err != nil {
+			return fmt.Errorf("journal directory: %w", err)
+		}
+		defer os.RemoveAll(dir)
+		lifetime = "temporary"
 	}
-	defer os.RemoveAll(dir)
 	cfg, err := demoConfig(dir, servers)
 	if err != nil {
 		return err
@@ -166,7 +181,7 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) error {
 		n.line(name, cCyan, "example MCP server  %s", servers[name].URL())
 	}
 	n.line("agenthelm", cBold, "sidecar             %s", sc.URL("{"+strings.Join(toolservers.Names, ",")+"}"))
-	n.line("journal", cBold, "Badger, synced      %s (temporary)", dir)
+	n.line("journal", cBold, "Badger, synced      %s (%s)", dir, lifetime)
 	n.line("config", cBold, "examples/configs/demo.yaml (embedded), upstream URLs and journal set as above")
 	if missing := wired.missing(); len(missing) > 0 {
 		n.line("wiring", cYellow, "%s %s", n.style(cYellow, "not yet wired:"), strings.Join(missing, ", "))
@@ -306,6 +321,21 @@ func demoConfig(dir string, servers map[string]*toolservers.Running) (*config.Co
 		return nil, fmt.Errorf("demo configuration: %w", err)
 	}
 	return cfg, nil
+}
+
+// emptyDir checks that dir is missing or empty: the demo reads its one
+// saga back from the journal, so it never shares one.
+func emptyDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case len(entries) > 0:
+		return fmt.Errorf("%s is not empty: the demo needs a journal of its own", dir)
+	}
+	return nil
 }
 
 // keepRunning leaves the sidecar up for the user's own agent and the CLI

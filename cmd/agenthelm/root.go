@@ -43,6 +43,8 @@ rolled back in reverse order when a later step fails.`,
 	pf.StringVar(&g.logFormat, "log-format", "", "log format: text or json (overrides log.format)")
 
 	root.AddCommand(newVersionCmd(g), newServeCmd(g), newWrapCmd(g), newDemoCmd(g), newSagasCmd(g))
+	root.AddCommand(newTracesCmd(g))
+	root.AddCommand(newApprovalsCmd(g), newPolicyCmd(g))
 	return root
 }
 

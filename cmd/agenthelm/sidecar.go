@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 
 	"github.com/agenthelm/agenthelm/admin"
 	"github.com/agenthelm/agenthelm/config"
@@ -50,7 +52,8 @@ func startSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger) (*s
 		h           http.Handler
 	}{
 		{cfg.Listen.MCP, "listen.mcp", st.proxy.Handler()},
-		{cfg.Listen.Admin, "listen.admin", admin.Handler(admin.Options{Token: token, Engine: st.engine, Journal: st.journal, Logger: log})},
+		{cfg.Listen.Admin, "listen.admin", admin.PolicyHealth(admin.Handler(admin.Options{Token: token, Engine: st.engine, Journal: st.journal, Logger: log,
+			Extra: withMetrics(approvalRoutes(st, token, log), st), Public: append(slices.Clone(admin.ApprovalPatterns), metricsRoute)}), st.policy)},
 	} {
 		ln, err := listen(l.addr, l.field)
 		if err != nil {
@@ -110,4 +113,17 @@ func (s *sidecar) Close(ctx context.Context) error {
 	errs = append(errs, s.stack.Close(ctx))
 	removeRunFile(s.dataDir)
 	return errors.Join(errs...)
+}
+
+// metricsRoute serves Prometheus metrics on the admin listener, without the
+// token: scrapers rarely carry one, and metrics hold no arguments or secrets.
+const metricsRoute = "GET /metrics"
+
+func withMetrics(extra map[string]http.Handler, st *stack) map[string]http.Handler {
+	if extra == nil {
+		extra = map[string]http.Handler{}
+	}
+	extra[metricsRoute] = st.telemetry.MetricsHandler()
+	maps.Copy(extra, admin.TraceRoutes(st.journal))
+	return extra
 }

@@ -15,12 +15,14 @@ import (
 	"github.com/agenthelm/agenthelm/approvals"
 	"github.com/agenthelm/agenthelm/config"
 	"github.com/agenthelm/agenthelm/engine"
+	"github.com/agenthelm/agenthelm/internal/buildinfo"
 	"github.com/agenthelm/agenthelm/journal"
 	"github.com/agenthelm/agenthelm/policies"
 	"github.com/agenthelm/agenthelm/policy"
 	"github.com/agenthelm/agenthelm/proxy"
 	"github.com/agenthelm/agenthelm/proxy/upstream"
 	"github.com/agenthelm/agenthelm/saga"
+	"github.com/agenthelm/agenthelm/telemetry"
 	"github.com/agenthelm/agenthelm/toolcall"
 )
 
@@ -28,13 +30,14 @@ import (
 // MCP proxy, wired so that every tool call is a journaled saga step. serve,
 // wrap and demo all run it; they differ in their front doors.
 type stack struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	journal *journal.Journal
-	engine  *engine.Engine
-	proxy   *proxy.Proxy
-	rules   rules
-	policy  *policy.Engine
+	cfg       *config.Config
+	log       *slog.Logger
+	journal   *journal.Journal
+	engine    *engine.Engine
+	proxy     *proxy.Proxy
+	rules     rules
+	telemetry *telemetry.Providers
+	policy    *policy.Engine
 	// policyTmp holds the built-in policies when they are used.
 	policyTmp string
 	broker    *approvals.Broker
@@ -47,16 +50,32 @@ type stack struct {
 // openStack opens the journal in cfg.Journal.Dir, recovers unfinished sagas
 // (before any traffic, rule 17) and returns the assembled core.
 func openStack(ctx context.Context, cfg *config.Config, log *slog.Logger, specs map[string]upstream.Spec) (*stack, error) {
+	notifier, err := approvalNotifier(cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Journal.Sync == config.SyncNone {
 		log.Warn("journal.sync is none: acknowledged calls survive a crash of agenthelm but not of the machine; use it for benchmarks only")
 	}
+	red, err := telemetry.NewRedactor(cfg.Redaction)
+	if err != nil {
+		return nil, fmt.Errorf("redaction: %w", err)
+	}
+	tel, err := telemetry.Setup(ctx, cfg.Telemetry, telemetry.Options{
+		ServiceVersion: buildinfo.Get().Version, Logger: log.With("component", "telemetry"), Redactor: red,
+	})
+	if err != nil {
+		return nil, err
+	}
 	j, err := journal.Open(ctx, journal.Options{
+		OnCommit:  tel.Metrics().JournalCommit,
 		Dir:       cfg.Journal.Dir,
 		Sync:      cfg.Journal.Sync != config.SyncNone,
 		Retention: time.Duration(cfg.Journal.Retention),
 		Logger:    log.With("component", "journal"),
 	})
 	if err != nil {
+		_ = tel.Shutdown(ctx)
 		return nil, fmt.Errorf("journal.dir %s: %w", cfg.Journal.Dir, err)
 	}
 	rules, err := newRules(cfg)
@@ -64,13 +83,13 @@ func openStack(ctx context.Context, cfg *config.Config, log *slog.Logger, specs 
 		_ = j.Close(ctx)
 		return nil, err
 	}
-	s := &stack{cfg: cfg, log: log, journal: j, rules: rules}
+	s := &stack{cfg: cfg, log: log, journal: j, rules: rules, telemetry: tel}
 	if s.policy, s.policyTmp, err = openPolicy(ctx, cfg, log); err != nil {
 		s.removePolicyTmp()
 		_ = j.Close(ctx)
 		return nil, err
 	}
-	s.broker = approvals.New(approvals.Options{Logger: log.With("component", "approvals")})
+	s.broker = approvals.New(approvals.Options{Logger: log.With("component", "approvals"), Notifier: notifier})
 	unwindOn := map[string]bool{}
 	for _, k := range cfg.Saga.UnwindOn {
 		unwindOn[k] = true
@@ -95,6 +114,8 @@ func openStack(ctx context.Context, cfg *config.Config, log *slog.Logger, specs 
 		UnwindOnDenial:    unwindOn[config.FailDenied],
 		UnwindOnRejection: unwindOn[config.FailRejected],
 		ControlTools:      cfg.Saga.ControlTools,
+		Tracer:            tel.Tracer(),
+		Redact:            red.Member,
 		Describe:          describeUpstreams(specs, cfg),
 		Scope:             cfg.Saga.Scope,
 		AgentHeader:       cfg.Saga.AgentHeader,
@@ -113,7 +134,7 @@ func openStack(ctx context.Context, cfg *config.Config, log *slog.Logger, specs 
 	}
 	s.proxy = proxy.New(proxy.Options{
 		Upstreams:    specs,
-		Interceptor:  s.engine,
+		Interceptor:  telemetry.ServerInterceptor(s.engine, tel.Tracer()),
 		Logger:       log,
 		MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes),
 		CallTimeout:  time.Duration(cfg.Limits.CallTimeout),
@@ -145,7 +166,8 @@ func (s *stack) Close(ctx context.Context) error {
 	eerr := s.engine.Close(ctx)
 	jerr := s.journal.Close(context.WithoutCancel(ctx))
 	s.removePolicyTmp()
-	return errors.Join(perr, eerr, jerr)
+	terr := s.telemetry.Shutdown(context.WithoutCancel(ctx))
+	return errors.Join(perr, eerr, jerr, terr)
 }
 
 // lazyInvoker lets the engine call upstreams through the proxy, which is

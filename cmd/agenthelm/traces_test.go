@@ -236,7 +236,7 @@ func TestTracesCLI(t *testing.T) {
 	}
 
 	// show: the tree.
-	checkShow(t, sp.cli(t, "traces", "show", sagaID+"#3"), sagaID, false)
+	checkShow(t, sp.cli(t, "traces", "show", sagaID+"#3"), sagaID, true)
 	var h traces.History
 	if err := json.Unmarshal([]byte(sp.cli(t, "traces", "show", sagaID, "--json")), &h); err != nil || h.Saga.ID != sagaID || len(h.Records) != 5 {
 		t.Errorf("traces show --json = %+v, %v", h, err)
