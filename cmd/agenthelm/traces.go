@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -290,39 +289,24 @@ var errNoTraceRoute = errors.New("the sidecar has no trace routes")
 // not have (errNoTraceRoute) from a saga it does not have
 // (journal.ErrNotFound, wrapped).
 func getJSON(ctx context.Context, c *adminClient, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, "GET", c.base+path, nil)
+	status, data, err := c.roundTrip(ctx, "GET", path, nil)
 	if err != nil {
 		return err
 	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			return errNoSidecar
-		}
-		return fmt.Errorf("admin API %s: %w", c.base, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
-	if err != nil {
-		return fmt.Errorf("admin API %s: %w", c.base, err)
-	}
-	if resp.StatusCode == http.StatusOK {
+	if status == http.StatusOK {
 		return json.Unmarshal(data, out)
 	}
 	var e admin.Error
 	isJSON := json.Unmarshal(data, &e) == nil && e.Error != ""
 	switch {
-	case resp.StatusCode == http.StatusNotFound && !isJSON:
+	case status == http.StatusNotFound && !isJSON:
 		return errNoTraceRoute
-	case resp.StatusCode == http.StatusNotFound:
+	case status == http.StatusNotFound:
 		return fmt.Errorf("%w: %s", journal.ErrNotFound, strings.TrimPrefix(e.Error, journal.ErrNotFound.Error()+": "))
 	case isJSON:
 		return errors.New(e.Error)
 	}
-	return fmt.Errorf("admin API %s: %s", c.base, resp.Status)
+	return fmt.Errorf("admin API %s: %s", c.base, http.StatusText(status))
 }
 
 // adminSagas reads sagas through the admin API's saga routes, for a
