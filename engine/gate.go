@@ -181,6 +181,12 @@ func (e *Engine) keepAlive(ctx context.Context, call *toolcall.Call, req approva
 	}
 }
 
+// policyHistory is how many of a saga's latest steps the policy sees (its
+// counts cover them all). It bounds the cost of a decision in a saga that
+// runs for hours; rules that sum over steps (budgets) see the latest
+// policyHistory of them.
+const policyHistory = 512
+
 // policyInput builds the policy's input document for a call.
 func (e *Engine) policyInput(l *live, call *toolcall.Call, rule Rule) policy.Input {
 	now := e.opts.Now()
@@ -200,7 +206,15 @@ func (e *Engine) policyInput(l *live, call *toolcall.Call, rule Rule) policy.Inp
 	if !l.s.Created.IsZero() {
 		info.ElapsedSeconds = now.Sub(l.s.Created).Seconds()
 	}
+	// Counts cover the whole saga; the step list only its most recent
+	// steps, so that a long-running agent's calls do not get slower with
+	// every step (policies that need more read the journal's counts).
+	info.Counts = map[string]int{"total": len(l.s.Steps)}
 	for _, st := range l.s.Steps {
+		info.Counts[policyStatus(st)]++
+	}
+	from := max(0, len(l.s.Steps)-policyHistory)
+	for _, st := range l.s.Steps[from:] {
 		info.Steps = append(info.Steps, policy.NewStepSummary(st.Tool, st.Upstream, policyStatus(st), st.Args, st.Started))
 	}
 	l.mu.Unlock()

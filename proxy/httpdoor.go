@@ -130,6 +130,11 @@ func (p *Proxy) serveStreamable(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if v := r.Header.Get("Mcp-Protocol-Version"); v != "" && !knownVersions[v] {
+		writeHTTPError(w, http.StatusBadRequest, msg.ID, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest,
+			"unsupported MCP-Protocol-Version %q: agenthelm relays %s", v, strings.Join(versionList, ", ")))
+		return
+	}
 	var s *Session
 	newSession := false
 	switch {
@@ -172,7 +177,9 @@ func (p *Proxy) serveStreamable(w http.ResponseWriter, r *http.Request) {
 	final, err := pump(r.Context(), out, sw)
 	if newSession && (!final || sw.lastWasError) {
 		// The handshake failed: nothing will use this session.
-		_ = p.closeSession(context.WithoutCancel(r.Context()), s)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), closeWait)
+		_ = p.closeSession(cctx, s)
+		cancel()
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		s.log.Debug("response stream ended", "err", err)
@@ -202,7 +209,21 @@ func (p *Proxy) serveGET(w http.ResponseWriter, r *http.Request, name, sid strin
 	if err := sw.start(); err != nil {
 		return
 	}
-	_, _ = pump(r.Context(), st, sw)
+	_, _ = pump(p.streamContext(r.Context()), st, sw)
+}
+
+// streamContext is ctx, ended also by CloseStreams: for streams that only
+// end when the agent hangs up.
+func (p *Proxy) streamContext(ctx context.Context) context.Context {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-p.streamsDone:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	return ctx
 }
 
 func acceptsSSE(r *http.Request) bool {
@@ -330,3 +351,16 @@ func writeHTTPError(w http.ResponseWriter, status int, id []byte, e *jsonrpc.Err
 	w.WriteHeader(status)
 	_, _ = w.Write(jsonrpc.NewErrorResponse(id, e).Raw)
 }
+
+// versionList holds the MCP revisions agenthelm relays; a request whose
+// MCP-Protocol-Version header names another gets 400, as the specification
+// asks of servers.
+var versionList = []string{"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"}
+
+var knownVersions = func() map[string]bool {
+	m := map[string]bool{}
+	for _, v := range versionList {
+		m[v] = true
+	}
+	return m
+}()

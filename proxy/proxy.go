@@ -51,6 +51,10 @@ type Options struct {
 	OnSessionEnd func(ctx context.Context, sessionID string)
 }
 
+// closeWait bounds how long closing a session waits for its interceptors
+// once their calls were cancelled.
+const closeWait = 5 * time.Second
+
 // Proxy relays MCP traffic between agents and upstream servers.
 type Proxy struct {
 	opts        Options
@@ -67,6 +71,18 @@ type Proxy struct {
 
 	stop   context.CancelFunc
 	reaper sync.WaitGroup
+
+	// streamsDone is closed by CloseStreams: long-lived agent streams (GET,
+	// legacy SSE) end, so that an HTTP server's Shutdown can complete.
+	streamsDone chan struct{}
+	streamsOnce sync.Once
+}
+
+// CloseStreams ends the long-lived streams of every session (the GET
+// streams of streamable HTTP and legacy SSE streams). Call it when shutting
+// down, before http.Server.Shutdown, which otherwise waits for them.
+func (p *Proxy) CloseStreams() {
+	p.streamsOnce.Do(func() { close(p.streamsDone) })
 }
 
 // New returns a proxy. Call Close to end its sessions.
@@ -88,7 +104,7 @@ func New(opts Options) *Proxy {
 	p := &Proxy{
 		opts: opts, log: opts.Logger, interceptor: ic,
 		sessions: map[string]*Session{}, shared: map[string]*Session{}, operators: map[string]*Session{}, launched: map[string]upstream.Spec{},
-		stop: stop,
+		stop: stop, streamsDone: make(chan struct{}),
 	}
 	p.reaper.Add(1)
 	go p.reapIdle(ctx)
@@ -260,7 +276,11 @@ func (p *Proxy) Close(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			s.drain(ctx)
-			_ = p.closeSession(context.WithoutCancel(ctx), s)
+			// Open calls had until ctx's deadline (drain); whatever still
+			// waits (a call held for approval) is cancelled now.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeWait)
+			_ = p.closeSession(cctx, s)
+			cancel()
 		}()
 	}
 	wg.Wait()

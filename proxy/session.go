@@ -121,7 +121,8 @@ func (s *Session) dial(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("unknown upstream %q", s.upstream)
 	}
-	conn, err := upstream.Dial(ctx, spec, s, s.log)
+	// Dial adds upstream=name itself.
+	conn, err := upstream.Dial(ctx, spec, s, s.p.log.With("door", s.door, "session", shortID(s.id)))
 	if err != nil {
 		return fmt.Errorf("upstream %q: %w", s.upstream, err)
 	}
@@ -246,14 +247,28 @@ func (s *Session) agentCancelled(msg *jsonrpc.Message) {
 	if id == nil || s.shared {
 		return
 	}
+	key := jsonrpc.IDKey(id)
 	s.mu.Lock()
-	r := s.pending[jsonrpc.IDKey(id)]
+	r := s.pending[key]
 	if r != nil {
 		r.cancelled = true
+		if r.waiter == nil {
+			// The upstream may never answer a cancelled request; if it does,
+			// the answer is dropped.
+			s.deleteLocked(key, r)
+		}
 	}
 	s.mu.Unlock()
-	if r != nil && r.cancel != nil {
+	if r == nil {
+		return
+	}
+	if r.cancel != nil {
 		r.cancel()
+	}
+	if r.out.ends {
+		// The request's own HTTP response ends now, without an answer:
+		// the agent withdrew the request and expects none.
+		r.out.st.close(nil)
 	}
 }
 

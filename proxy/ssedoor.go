@@ -24,7 +24,11 @@ func (p *Proxy) serveSSE(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, http.StatusBadGateway, nil, jsonrpc.Errorf(CodeUpstreamUnavailable, "%v", err))
 		return
 	}
-	defer func() { _ = p.closeSession(context.WithoutCancel(r.Context()), s) }()
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), closeWait)
+		_ = p.closeSession(cctx, s)
+		cancel()
+	}()
 	st := newStream()
 	s.attachFallback(st)
 
@@ -39,7 +43,7 @@ func (p *Proxy) serveSSE(w http.ResponseWriter, r *http.Request) {
 	if err := http.NewResponseController(w).Flush(); err != nil {
 		return
 	}
-	_, _ = pump(r.Context(), st, sw)
+	_, _ = pump(p.streamContext(r.Context()), st, sw)
 }
 
 // serveSSEMessage takes one message for a legacy SSE session.

@@ -87,7 +87,9 @@ func (p *Proxy) ServeStdio(ctx context.Context, upstreamName string, in io.Reade
 		s.drain(dctx)
 		cancel()
 	}
-	_ = p.closeSession(context.WithoutCancel(ctx), s)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeWait)
+	_ = p.closeSession(cctx, s)
+	cancel()
 	// Flush what is queued (answers to the last requests, error answers
 	// for ones the upstream dropped), then stop the writer.
 	st.push(nil, true)

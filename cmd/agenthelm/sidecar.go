@@ -98,6 +98,9 @@ func (s *sidecar) Close(ctx context.Context) error {
 	for _, srv := range s.servers {
 		srv.SetKeepAlivesEnabled(false)
 	}
+	// GET and legacy SSE streams end only when told: Shutdown would
+	// otherwise wait for them until ctx's deadline.
+	s.stack.proxy.CloseStreams()
 	for _, srv := range s.servers {
 		if err := srv.Shutdown(ctx); err != nil {
 			_ = srv.Close()

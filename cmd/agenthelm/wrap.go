@@ -106,6 +106,22 @@ func nameFromCommand(args []string) string {
 			}
 		}
 	}
+	// A script path (node .../server-everything/dist/index.js): name it
+	// after the first directory above it that is not a build folder.
+	if strings.ContainsRune(pick, filepath.Separator) {
+		dir, base := filepath.Split(filepath.Clean(pick))
+		stem := strings.TrimSuffix(base, filepath.Ext(base))
+		if stem == "index" || stem == "main" || stem == "server" || stem == "cli" {
+			for d := filepath.Clean(dir); d != "." && d != string(filepath.Separator); d = filepath.Dir(d) {
+				switch filepath.Base(d) {
+				case "dist", "build", "lib", "src", "bin", "out":
+					continue
+				}
+				pick = filepath.Base(d)
+				break
+			}
+		}
+	}
 	pick = filepath.Base(pick)
 	if i := strings.LastIndex(pick, "@"); i > 0 {
 		pick = pick[:i] // drop a version: server-memory@1.2.3

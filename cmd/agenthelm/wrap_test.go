@@ -78,3 +78,18 @@ upstreams:
 		t.Errorf("the process's last saga was not committed at exit:\n%s", stderr.String())
 	}
 }
+
+func TestNameFromCommand(t *testing.T) {
+	tests := map[string][]string{
+		"server-memory":     {"npx", "-y", "@modelcontextprotocol/server-memory"},
+		"server-everything": {"node", "/x/node_modules/@modelcontextprotocol/server-everything/dist/index.js", "stdio"},
+		"mcp-server-git":    {"uvx", "mcp-server-git@1.2.3"},
+		"weather":           {"./bin/weather"},
+		"tool":              {"python3", "/opt/tool/main.py"},
+	}
+	for want, argv := range tests {
+		if got := nameFromCommand(argv); got != want {
+			t.Errorf("nameFromCommand(%q) = %q, want %q", argv, got, want)
+		}
+	}
+}

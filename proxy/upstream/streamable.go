@@ -346,10 +346,25 @@ func mediaType(v string) string {
 // answerIn returns the response to id carried by an error body, or nil.
 func answerIn(body []byte, id []byte) *jsonrpc.Message {
 	m, perr := jsonrpc.Parse(body)
-	if perr != nil || !m.IsResponse() || jsonrpc.IDKey(m.ID) != jsonrpc.IDKey(id) {
+	if perr != nil || !m.IsResponse() {
 		return nil
 	}
-	return m
+	if jsonrpc.IDKey(m.ID) == jsonrpc.IDKey(id) {
+		return m
+	}
+	// An error with a null id is the server's answer to a request it could
+	// not attribute (for example "Server not initialized"): it is still the
+	// answer to ours, and the agent must see the server's own error.
+	if m.Kind == jsonrpc.KindErrorResponse && (len(m.ID) == 0 || string(bytes.TrimSpace(m.ID)) == "null") {
+		raw, err := jsonrpc.SetMember(m.Raw, "id", id)
+		if err != nil {
+			return nil
+		}
+		if out, perr := jsonrpc.Parse(raw); perr == nil {
+			return out
+		}
+	}
+	return nil
 }
 
 // readJSON handles an application/json answer: exactly one frame.
