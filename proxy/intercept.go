@@ -77,6 +77,7 @@ func (s *Session) interceptToolCall(ctx context.Context, r *request, msg *jsonrp
 		if !forwarded.CompareAndSwap(false, true) {
 			return toolcall.Result{}, errForwardedTwice
 		}
+		r.forwarded.Store(true)
 		out := msg
 		if !bytes.Equal(p, msg.Params) {
 			raw, err := jsonrpc.SetMember(msg.Raw, "params", p)

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/agenthelm/agenthelm/proxy/jsonrpc"
@@ -59,6 +60,7 @@ type request struct {
 	cancel    context.CancelFunc // cancels the interceptor's context
 	cancelled bool               // the agent cancelled it
 	own       bool               // the proxy's own request (Session.Call)
+	forwarded atomic.Bool        // an intercepted call was sent upstream
 }
 
 type upstreamReply struct {
@@ -680,3 +682,22 @@ func progressTokenOf(params json.RawMessage) string {
 }
 
 var errProxyClosed = errors.New("agenthelm is shutting down")
+
+// withdrawUnsent cancels the intercepted calls that were not sent upstream
+// yet (held for approval, capturing): the agent is gone, so nobody waits
+// for them. Calls already sent are left to finish, so that their outcome
+// is known.
+func (s *Session) withdrawUnsent() {
+	s.mu.Lock()
+	var cancel []context.CancelFunc
+	for _, r := range s.pending {
+		if r.cancel != nil && !r.forwarded.Load() {
+			r.cancelled = true
+			cancel = append(cancel, r.cancel)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range cancel {
+		c()
+	}
+}

@@ -69,10 +69,12 @@ func (p *Proxy) ServeStdio(ctx context.Context, upstreamName string, in io.Reade
 	var result error
 	select {
 	case err := <-readDone:
-		// The agent is done. Let open requests finish, within grace.
+		// The agent is done: calls not sent yet are withdrawn, sent ones
+		// may finish within grace so that their outcome is known.
 		if err != nil {
 			s.log.Warn("reading from the agent failed", "err", err)
 		}
+		s.withdrawUnsent()
 		dctx, cancel := context.WithTimeout(ctx, grace)
 		s.drain(dctx)
 		cancel()
@@ -83,6 +85,7 @@ func (p *Proxy) ServeStdio(ctx context.Context, upstreamName string, in io.Reade
 		s.mu.Unlock()
 		result = fmt.Errorf("upstream %q: %w", upstreamName, result)
 	case <-ctx.Done():
+		s.withdrawUnsent()
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 		s.drain(dctx)
 		cancel()
