@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 the suite exercises sampling, logging and roots on purpose: clients still use them during their deprecation window
+
 package conformance
 
 import (

@@ -48,9 +48,8 @@ type frame struct {
 	err    *rpcError
 }
 
-func (f *frame) isRequest() bool      { return f.method != "" && f.id != nil }
-func (f *frame) isNotification() bool { return f.method != "" && f.id == nil }
-func (f *frame) isResponse() bool     { return f.method == "" && (f.result != nil || f.err != nil) }
+func (f *frame) isRequest() bool  { return f.method != "" && f.id != nil }
+func (f *frame) isResponse() bool { return f.method == "" && (f.result != nil || f.err != nil) }
 
 // idKey is a canonical key for an id, so "1" and 1 stay apart.
 func idKey(id json.RawMessage) string {
@@ -115,18 +114,6 @@ func (w *wire) snapshot() ([]*frame, <-chan struct{}) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return append([]*frame(nil), w.frames...), w.changed
-}
-
-// requestOf returns the request that frame resp (travelling in the other
-// direction) answers.
-func requestOf(frames []*frame, resp *frame) *frame {
-	for i := resp.seq - 1; i >= 0; i-- {
-		f := frames[i]
-		if f.dir != resp.dir && f.isRequest() && idKey(f.id) == idKey(resp.id) {
-			return f
-		}
-	}
-	return nil
 }
 
 // lastCall returns the last client request for method and the server's

@@ -134,7 +134,7 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 	fault.Point("after-send")
 	var retries []saga.Event
 	if rule.Idempotent && rule.Retry != nil {
-		res, ferr, retries = e.retryForward(ctx, call, rule.Retry, params, res, ferr)
+		res, retries, ferr = e.retryForward(ctx, call, rule.Retry, params, res, ferr)
 	}
 	status, failure := classify(res, ferr)
 
@@ -506,7 +506,7 @@ func traceID(call *toolcall.Call) string {
 // key, while it timed out or its fate is unknown (rule 16: never for a tool
 // that is not idempotent). It returns the last answer and a journal note
 // per retry.
-func (e *Engine) retryForward(ctx context.Context, call *toolcall.Call, r *Retry, params json.RawMessage, res toolcall.Result, ferr error) (toolcall.Result, error, []saga.Event) {
+func (e *Engine) retryForward(ctx context.Context, call *toolcall.Call, r *Retry, params json.RawMessage, res toolcall.Result, ferr error) (toolcall.Result, []saga.Event, error) {
 	var notes []saga.Event
 	wait := r.Backoff
 	for attempt := 2; attempt <= r.Attempts && retryable(ferr) && ctx.Err() == nil; attempt++ {
@@ -514,7 +514,7 @@ func (e *Engine) retryForward(ctx context.Context, call *toolcall.Call, r *Retry
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return res, ferr, notes
+			return res, notes, ferr
 		case <-t.C:
 		}
 		wait *= 2
@@ -525,7 +525,7 @@ func (e *Engine) retryForward(ctx context.Context, call *toolcall.Call, r *Retry
 		})
 		res, ferr = invoke(ctx, params)
 	}
-	return res, ferr, notes
+	return res, notes, ferr
 }
 
 // retryable reports whether a forward's failure leaves the call's fate

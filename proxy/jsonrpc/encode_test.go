@@ -2,6 +2,7 @@ package jsonrpc
 
 import (
 	"encoding/json"
+	"errors"
 	"testing"
 )
 
@@ -83,8 +84,9 @@ func TestError(t *testing.T) {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
 	var err error = e
-	if err == nil {
-		t.Error("*Error is not an error")
+	var target *Error
+	if !errors.As(err, &target) || target != e {
+		t.Error("errors.As does not find the *Error")
 	}
 }
 
