@@ -84,7 +84,7 @@ func TestReadmeTwoCommands(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(target) + `\s*:`).Match(makefile) {
 		t.Fatalf("Makefile has no target %q, which README.md runs", target)
 	}
-	dry, err := output(ctx, repo, "make", "-n", target)
+	dry, err := output(ctx, repo, "make", "--no-print-directory", "-n", target)
 	if err != nil {
 		t.Fatalf("make -n %s: %v", target, err)
 	}
@@ -199,6 +199,13 @@ func shell(ctx context.Context, dir, line string) (string, error) {
 func output(ctx context.Context, dir, name string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
+	// A parent make (make check) passes its flags down; the README's
+	// reader runs make from a shell, so drop them.
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); k != "MAKEFLAGS" && k != "MAKELEVEL" && k != "MFLAGS" {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
