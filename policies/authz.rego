@@ -27,37 +27,15 @@
 # and are checked once, at load time, by load_errors below.
 #
 # agenthelm evaluates this for every call, so the rules are written to fail
-# fast: each rule body starts with a cheap lookup (is this tool in my list?)
-# that is false for most calls.
+# fast: each rule body starts with a cheap lookup (is this tool in my list?
+# see profile) that is false for most calls, and what depends only on the
+# settings is computed in rules that do not read input, which agenthelm
+# evaluates once per policy revision. See "Performance" in docs/POLICY.md.
 package agenthelm.authz
 
-# Nothing objects: allow.
-decision := {
-	"allow": true,
-	"require_approval": false,
-	"reasons": [],
-	"approvers": [],
-	"approval_timeout": "",
-	"labels": {},
-} if {
-	count(deny) == 0
-	count(hold) == 0
-}
-
-# Holds and no denies: everyone named by any hold may approve, and the
-# shortest timeout of all holds applies.
-decision := {
-	"allow": false,
-	"require_approval": true,
-	"reasons": sort([h.reason | some h in hold]),
-	"approvers": sort({a | some h in hold; some a in h.approvers}),
-	"approval_timeout": shortest_timeout,
-	"labels": labels,
-} if {
-	count(deny) == 0
-	count(hold) > 0
-}
-
+# The cases, most severe first: the first one that holds decides (an else
+# chain stops there). deny[_] holds if deny has any element.
+#
 # Any deny: deny reasons first, then hold reasons, so that an agent learns
 # everything that stands in its way at once.
 decision := {
@@ -68,8 +46,46 @@ decision := {
 	"approval_timeout": "",
 	"labels": labels,
 } if {
-	count(deny) > 0
+	deny[_]
+} else := hold_decision if {
+	hold[_]
+} else := {
+	# Nothing objects: allow.
+	"allow": true,
+	"require_approval": false,
+	"reasons": [],
+	"approvers": [],
+	"approval_timeout": "",
+	"labels": {},
 }
+
+# Holds and no denies: everyone named by any hold may approve, and the
+# shortest timeout of all holds applies. A single hold (the usual case) is
+# its own decision.
+hold_decision := {
+	"allow": false,
+	"require_approval": true,
+	"reasons": [h.reason],
+	"approvers": sort({a | some a in h.approvers}),
+	"approval_timeout": hold_timeout(h),
+	"labels": {"rules": h.rule},
+} if {
+	[h] := [x | some x in hold]
+} else := {
+	"allow": false,
+	"require_approval": true,
+	"reasons": sort([h.reason | some h in hold]),
+	"approvers": sort({a | some h in hold; some a in h.approvers}),
+	"approval_timeout": shortest_timeout,
+	"labels": {"rules": concat(",", {h.rule | some h in hold})},
+}
+
+# hold_timeout(h) is the approval timeout of hold h, "" if it sets none.
+hold_timeout(h) := t if {
+	t := h.approval_timeout
+	t != ""
+	time.parse_duration_ns(t) # a hold with a malformed timeout fails the evaluation, as with several holds
+} else := ""
 
 # A safety net: should a bug leave every case above undefined, agenthelm
 # still gets a well-formed deny.
@@ -82,22 +98,46 @@ default decision := {
 	"labels": {},
 }
 
-# deny and hold are filled by the rule files; these empty definitions let
-# authz.rego compile on its own, whichever rule files are present.
-deny contains d if some d in []
+# deny and hold are filled by the rule files, in two ways:
+#
+#   - deny contains ... / hold contains ...: evaluated for every call. Start
+#     the body with its most selective cheap condition.
+#   - deny_listed.FAMILY contains ... / hold_listed.FAMILY contains ...: rules
+#     about the tools that a setting registered as tool_settings.FAMILY names
+#     (see profile). They are evaluated only for the families in the called
+#     tool's profile: a call pays nothing for the rules about tools it is
+#     not.
+#
+# These two rules do the second kind. (They name deny_listed and hold_listed
+# by their full paths, so that authz.rego compiles on its own, whichever rule
+# files are present.)
+deny contains d if {
+	some family, _ in profile
+	some d in data.agenthelm.authz.deny_listed[family]
+}
 
-hold contains h if some h in []
+hold contains h if {
+	some family, _ in profile
+	some h in data.agenthelm.authz.hold_listed[family]
+}
 
+# shortest_timeout is the shortest approval_timeout of the holds that set
+# one; of equal durations spelled differently ("30m", "1800s"), that of the
+# first hold in set order. Sorting [duration, hold, timeout] triples finds
+# it in one pass.
 default shortest_timeout := ""
 
-shortest_timeout := [t | some t in timeouts; time.parse_duration_ns(t) == shortest_ns][0] if {
-	timeouts := [t | some h in hold; t := h.approval_timeout; t != ""]
-	shortest_ns := min([time.parse_duration_ns(t) | some t in timeouts])
+shortest_timeout := by_duration[0][2] if {
+	by_duration := sort([[time.parse_duration_ns(t), h, t] |
+		some h in hold
+		t := h.approval_timeout
+		t != ""
+	])
 }
 
 # labels.rules names the rules that matched, for traces and the journal:
 # "budget.hard_limit,deny.sql".
-labels := {"rules": concat(",", sort({r.rule | some r in deny} | {r.rule | some r in hold}))}
+labels := {"rules": concat(",", {r.rule | some r in deny} | {r.rule | some r in hold})}
 
 # Helpers shared by the rule files.
 
@@ -116,9 +156,32 @@ default tool_id := "(unnamed tool)"
 
 tool_id := tool_names[0]
 
+# profile is what the settings that name tools say about the called tool,
+# by family: {"path": ["path", "paths", ...]} for a filesystem tool, {} for
+# most tools. Each rule file registers the settings it reads as
+# tool_settings.FAMILY; for each family the most specific of the tool's
+# names wins, as in setting(). Three lookups in tool_index replace a
+# setting() call per setting.
+profile := object.union_n([e |
+	some key in [upstream_key, name, tool_key] # least specific first: union_n keeps the last
+	e := tool_index[key]
+]) if {
+	[tool_key, name, upstream_key] := tool_names
+}
+
+# tool_index maps every key of every registered setting to what each setting
+# holds under it: {"filesystem/*": {"path": [...]}, ...}. It depends only on
+# data, so agenthelm computes it once per policy revision, not per call.
+tool_index := {key: entries |
+	some tools in data.agenthelm.authz.tool_settings
+	some key, _ in tools
+	entries := {family: value | some family, t in data.agenthelm.authz.tool_settings; value := t[key]}
+}
+
 # setting(tools) is the value that tools, an object keyed by tool names,
 # holds for the called tool under its most specific name; undefined if it
-# does not name the tool.
+# does not name the tool. (The shipped rules read profile instead, which
+# does this for all registered settings at once.)
 setting(tools) := value if {
 	value := tools[tool_names[0]]
 } else := value if {
@@ -140,11 +203,14 @@ step_setting(tools, step) := value if {
 # string holding one ("12.50"), since many payment APIs take both. It is
 # undefined when the argument is absent or holds anything else; rules that
 # care deny that case explicitly rather than skip the check.
-amount(args, name) := args[name] if is_number(args[name])
+amount(args, name) := number_of(args[name])
 
-amount(args, name) := to_number(args[name]) if {
-	is_string(args[name])
-	regex.match(`^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$`, args[name])
+# number_of(x) is x as a number, if it is one or a string holding one.
+number_of(x) := x if {
+	is_number(x)
+} else := to_number(x) if {
+	is_string(x)
+	regex.match(`^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$`, x)
 }
 
 # load_errors is checked once, when agenthelm loads this directory, with the

@@ -135,6 +135,19 @@ test_setting_prefers_the_most_specific_name if {
 	not authz.setting(tools) with input.tool as {"name": "refund", "upstream": "orders"}
 }
 
+test_profile_takes_each_setting_from_its_most_specific_name if {
+	p := authz.profile with input.tool as {"name": "run", "upstream": "box"}
+		with data.agenthelm.lists.shell_tools as {"box/*": ["cmd"], "run": ["command"]}
+		with data.agenthelm.lists.denied_tools as {"box/*": "the sandbox is off"}
+		with data.agenthelm.lists.path_tools as {"box/run": ["path"], "run": ["file"]}
+		with data.agenthelm.lists.sql_tools as {"other/run": ["sql"]}
+	p.shell == ["command"] # "run" is more specific than "box/*"
+	p.denied == "the sandbox is off" # only "box/*" names it
+	p.path == ["path"] # "box/run" is more specific than "run"
+	not p.sql # another upstream's tool
+	authz.profile == {} with input.tool as {"name": "unlisted", "upstream": "nowhere"}
+}
+
 test_amount_accepts_numbers_and_numeric_strings if {
 	authz.amount({"amount": 12.5}, "amount") == 12.5
 	authz.amount({"amount": "12.50"}, "amount") == 12.5

@@ -2,7 +2,7 @@
 #
 # The settings live in data.agenthelm.lists (data.json) so that they change
 # without touching Rego. Tools are named by keys of the form "name" (on any
-# upstream), "upstream/name" or "upstream/*" (see setting in authz.rego);
+# upstream), "upstream/name" or "upstream/*" (see profile in authz.rego);
 # the value says why a tool is listed, or which of its arguments to check.
 # Patterns are RE2 regular expressions (github.com/google/re2/wiki/Syntax),
 # each with a reason.
@@ -16,17 +16,27 @@ package agenthelm.authz
 
 lists := data.agenthelm.lists
 
-# What the lists say about the called tool (each undefined if nothing).
-denied_because := setting(lists.denied_tools)
+# The settings that name tools (see profile in authz.rego), and what they
+# say about the called tool (each undefined if nothing). The rules below are
+# deny_listed.FAMILY rules: evaluated only for the tools their setting names.
+tool_settings.denied := lists.denied_tools
 
-shell_arguments := setting(lists.shell_tools)
+tool_settings.shell := lists.shell_tools
 
-path_arguments := setting(lists.path_tools)
+tool_settings.path := lists.path_tools
 
-sql_arguments := setting(lists.sql_tools)
+tool_settings.sql := lists.sql_tools
+
+denied_because := profile.denied
+
+shell_arguments := profile.shell
+
+path_arguments := profile.path
+
+sql_arguments := profile.sql
 
 # Tools nobody may call through agenthelm.
-deny contains {
+deny_listed.denied contains {
 	"rule": "deny.tool",
 	"reason": sprintf("%s is denied: %s", [tool_id, why]),
 } if {
@@ -36,7 +46,7 @@ deny contains {
 # Shell commands. The command line is the tool's listed arguments joined in
 # order, so ["rm", "-rf", "/"] split over "command" and "args" is seen as
 # one line.
-deny contains {
+deny_listed.shell contains {
 	"rule": "deny.shell_command",
 	"reason": sprintf("%s: the command is not allowed: %s", [tool_id, p.reason]),
 } if {
@@ -56,38 +66,54 @@ as_text(x) := concat(" ", [s | some s in x; is_string(s)]) if is_array(x)
 # inside an allowed root. Only top-level arguments are checked: that is where
 # file system servers take their paths. (A symbolic link inside a root can
 # still lead outside it: confine the server itself too.)
-deny contains {
+deny_listed.path contains outside_roots(path) if {
+	some path in path_values
+	is_string(path)
+	not path_allowed(path)
+}
+
+deny_listed.path contains outside_roots(path) if {
+	some paths in path_values
+	is_array(paths)
+	some path in paths
+	is_string(path)
+	not path_allowed(path)
+}
+
+outside_roots(path) := {
 	"rule": "deny.path",
 	"reason": sprintf("%s: path %q is outside the allowed roots (%s)", [
 		tool_id, path,
 		concat(", ", lists.allowed_path_roots),
 	]),
-} if {
-	some name in path_arguments
-	some path in as_paths(input.arguments[name])
-	not path_allowed(path)
 }
 
-as_paths(x) := [x] if is_string(x)
+# path_values are the listed arguments the call has.
+path_values := object.filter(input.arguments, path_arguments) if is_object(input.arguments)
 
-as_paths(x) := [s | some s in x; is_string(s)] if is_array(x)
-
+# path_allowed(path): absolute, below an allowed root or one itself
+# ("/workspace/a" is below "/workspace" and "/workspace/",
+# "/workspace-evil/a" is below neither), and without a ".." segment (as in
+# "/a/../b"; "/a/..b" is a name).
 path_allowed(path) if {
 	startswith(path, "/")
-	not ".." in split(path, "/")
-	some root in lists.allowed_path_roots
-	inside(path, root)
+	not regex.match(`(^|/)\.\.(/|$)`, path)
+	strings.any_prefix_match(path, root_prefixes)
+} else if {
+	startswith(path, "/")
+	not regex.match(`(^|/)\.\.(/|$)`, path)
+	path in lists.allowed_path_roots
 }
 
-inside(path, root) if path == root
-
-inside(path, root) if startswith(path, concat("", [trim_right(root, "/"), "/"]))
+# root_prefixes are the roots with one trailing "/": computed once per
+# policy revision (they depend only on data).
+root_prefixes := {concat("", [trim_right(root, "/"), "/"]) | some root in lists.allowed_path_roots}
 
 # SQL statements, as sent and with comments blanked out (so that
 # DROP/**/TABLE is seen as DROP TABLE; the text as sent is checked too, as
 # "--" inside a string literal is not a comment). A match inside a string
 # literal denies too: erring on the safe side.
-deny contains {
+deny_listed.sql contains {
 	"rule": "deny.sql",
 	"reason": sprintf("%s: the SQL statement is not allowed: %s", [tool_id, p.reason]),
 } if {

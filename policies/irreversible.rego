@@ -16,24 +16,34 @@
 # you accept, each with the reason why (for example a chat message).
 package agenthelm.authz
 
-hold contains {
-	"rule": "irreversible",
-	"reason": sprintf("%s cannot be undone (%s): a person must approve it", [tool_id, why]),
-	"approvers": data.agenthelm.irreversible.approvers,
-	"approval_timeout": data.agenthelm.irreversible.approval_timeout,
-} if {
-	some why in irreversible_because
-	not exempt_because
-}
-
-exempt_because := setting(data.agenthelm.lists.approval_exempt_tools)
+# One rule per reason, each starting with the tool facts it needs, so that
+# a read-only call or one with a compensator fails on the first line.
 
 # An explicit mark in the configuration wins over everything, read-only
 # included.
-irreversible_because contains "it is marked irreversible" if input.tool.irreversible
+hold contains {
+	"rule": "irreversible",
+	"reason": sprintf("%s cannot be undone (it is marked irreversible): a person must approve it", [tool_id]),
+	"approvers": data.agenthelm.irreversible.approvers,
+	"approval_timeout": data.agenthelm.irreversible.approval_timeout,
+} if {
+	input.tool.irreversible
+	not exempt_because
+}
 
-irreversible_because contains "it changes state and has no compensator" if {
-	not input.tool.read_only
+hold contains {
+	"rule": "irreversible",
+	"reason": sprintf("%s cannot be undone (it changes state and has no compensator): a person must approve it", [tool_id]),
+	"approvers": data.agenthelm.irreversible.approvers,
+	"approval_timeout": data.agenthelm.irreversible.approval_timeout,
+} if {
+	not input.tool.read_only # first: the most common calls are read-only
 	not input.tool.has_compensator
 	not input.tool.irreversible # one reason is enough
+	not exempt_because
 }
+
+# The exemptions are a setting that names tools (see profile in authz.rego).
+tool_settings["exempt"] := data.agenthelm.lists.approval_exempt_tools
+
+exempt_because := profile.exempt

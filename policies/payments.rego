@@ -9,11 +9,20 @@ package agenthelm.authz
 
 payments := data.agenthelm.payments
 
+# payments.charge_tools names the charging tools (see profile in
+# authz.rego): the rules below, deny_listed.charge and hold_listed.charge,
+# are evaluated only for them.
+tool_settings.charge := payments.charge_tools
+
 # charge_argument names the argument that holds the charge; undefined if
 # the tool does not charge.
-charge_argument := setting(payments.charge_tools)
+charge_argument := profile.charge
 
-hold contains {
+# charge is the amount of the charge; undefined if the tool does not charge
+# or the argument is not a number.
+charge := number_of(input.arguments[charge_argument])
+
+hold_listed.charge contains {
 	"rule": "payments.large_charge",
 	"reason": sprintf("%s: a charge of %v is above %v: payments on-call must approve it", [
 		tool_id, charge, payments.approval_above,
@@ -21,15 +30,14 @@ hold contains {
 	"approvers": payments.approvers,
 	"approval_timeout": payments.approval_timeout,
 } if {
-	charge := amount(input.arguments, charge_argument)
 	charge > payments.approval_above
 }
 
 # A charge whose amount cannot be read cannot be checked: deny it.
-deny contains {
+deny_listed.charge contains {
 	"rule": "payments.amount",
 	"reason": sprintf("%s: argument %q must be a number", [tool_id, name]),
 } if {
 	name := charge_argument
-	not amount(input.arguments, name)
+	not charge
 }

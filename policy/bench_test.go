@@ -97,7 +97,8 @@ func BenchmarkDecide(b *testing.B) {
 // BenchmarkInputConversion compares ways of handing the input to OPA:
 //
 //   - ast: Input.Value builds the AST value directly;
-//   - ast-cached: the same with the engine's cache of saga steps, warm (what
+//   - ast-cached: the same with the engine's caches of saga steps and of
+//     the parts that repeat (tool, transport, agent, time), warm (what
 //     Decide does from a saga's second call on);
 //   - json-map: marshal to JSON, decode to map[string]any, convert;
 //   - struct: rego.EvalInput(input), where OPA converts the Go struct itself
@@ -107,13 +108,13 @@ func BenchmarkDecide(b *testing.B) {
 // the shipped policies with the converted input.
 func BenchmarkInputConversion(b *testing.B) {
 	in := benchInput()
-	cache := newStepCache(stepCacheSize)
+	cache, parts := newStepCache(stepCacheSize), newPartCache()
 	convs := []struct {
 		name string
 		fn   func(*Input) (ast.Value, error)
 	}{
 		{"ast", func(in *Input) (ast.Value, error) { return in.Value() }},
-		{"ast-cached", func(in *Input) (ast.Value, error) { return in.value(cache) }},
+		{"ast-cached", func(in *Input) (ast.Value, error) { return in.value(cache, parts) }},
 		{"json-map", func(in *Input) (ast.Value, error) {
 			raw, err := json.Marshal(in)
 			if err != nil {

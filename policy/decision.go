@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // Verdicts (Decision.Verdict).
@@ -85,14 +87,14 @@ func (d *Decision) failClosed(err error) {
 	d.Reasons = []string{"agenthelm policy failed closed: " + err.Error()}
 }
 
-// fill sets d's verdict fields from the value the policy returned: the
-// decision object as OPA renders it to Go (map[string]any, []any,
-// json.Number, string, bool, nil). Any deviation from the contract is an
-// ErrMalformed error and d is left for the caller to fail closed.
-func (d *Decision) fill(v any) error {
-	obj, ok := v.(map[string]any)
+// fill sets d's verdict fields from the value the policy returned, as an
+// AST value. Any deviation from the contract is an ErrMalformed error (whose
+// message names types as JSON does: a set is an array) and d is left for
+// the caller to fail closed.
+func (d *Decision) fill(v ast.Value) error {
+	obj, ok := v.(ast.Object)
 	if !ok {
-		return fmt.Errorf("%w: want an object, got %s", ErrMalformed, jsonType(v))
+		return fmt.Errorf("%w: want an object, got %s", ErrMalformed, astType(v))
 	}
 	var err error
 	if d.Allow, err = optBool(obj, "allow"); err != nil {
@@ -107,31 +109,35 @@ func (d *Decision) fill(v any) error {
 	if d.Approvers, err = optStrings(obj, "approvers"); err != nil {
 		return err
 	}
-	if x, ok := obj["approval_timeout"]; ok && x != "" {
-		s, ok := x.(string)
+	if x := obj.Get(fieldTerms["approval_timeout"]); x != nil && x.Value.Compare(ast.String("")) != 0 {
+		s, ok := x.Value.(ast.String)
 		if !ok {
-			return fmt.Errorf(`%w: "approval_timeout" must be a duration string such as "30m", got %s`, ErrMalformed, jsonType(x))
+			return fmt.Errorf(`%w: "approval_timeout" must be a duration string such as "30m", got %s`, ErrMalformed, astType(x.Value))
 		}
-		t, perr := time.ParseDuration(s)
+		t, perr := time.ParseDuration(string(s))
 		if perr != nil || t <= 0 {
-			return fmt.Errorf(`%w: "approval_timeout" %q is not a positive duration such as "30m"`, ErrMalformed, s)
+			return fmt.Errorf(`%w: "approval_timeout" %q is not a positive duration such as "30m"`, ErrMalformed, string(s))
 		}
 		d.ApprovalTimeout = t
 	}
-	if x, ok := obj["labels"]; ok {
-		m, ok := x.(map[string]any)
+	if x := obj.Get(fieldTerms["labels"]); x != nil {
+		m, ok := x.Value.(ast.Object)
 		if !ok {
-			return fmt.Errorf(`%w: "labels" must be an object of strings, got %s`, ErrMalformed, jsonType(x))
+			return fmt.Errorf(`%w: "labels" must be an object of strings, got %s`, ErrMalformed, astType(x.Value))
 		}
-		if len(m) > 0 {
-			d.Labels = make(map[string]string, len(m))
+		if m.Len() > 0 {
+			d.Labels = make(map[string]string, m.Len())
 		}
-		for k, lv := range m {
-			s, ok := lv.(string)
+		err := m.Iter(func(k, lv *ast.Term) error {
+			s, ok := lv.Value.(ast.String)
 			if !ok {
-				return fmt.Errorf(`%w: "labels.%s" must be a string, got %s`, ErrMalformed, k, jsonType(lv))
+				return fmt.Errorf(`%w: "labels.%s" must be a string, got %s`, ErrMalformed, keyString(k), astType(lv.Value))
 			}
-			d.Labels[k] = s
+			d.Labels[keyString(k)] = string(s)
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	if d.RequireApproval {
@@ -143,34 +149,49 @@ func (d *Decision) fill(v any) error {
 	return nil
 }
 
-func optBool(obj map[string]any, key string) (bool, error) {
-	x, ok := obj[key]
-	if !ok {
-		return false, nil
-	}
-	b, ok := x.(bool)
-	if !ok {
-		return false, fmt.Errorf("%w: %q must be a boolean, got %s", ErrMalformed, key, jsonType(x))
-	}
-	return b, nil
+// fieldTerms are the decision's fields as object keys, built once.
+var fieldTerms = map[string]*ast.Term{
+	"allow": ast.StringTerm("allow"), "require_approval": ast.StringTerm("require_approval"),
+	"reasons": ast.StringTerm("reasons"), "approvers": ast.StringTerm("approvers"),
+	"approval_timeout": ast.StringTerm("approval_timeout"), "labels": ast.StringTerm("labels"),
 }
 
-func optStrings(obj map[string]any, key string) ([]string, error) {
-	x, ok := obj[key]
+func optBool(obj ast.Object, key string) (bool, error) {
+	x := obj.Get(fieldTerms[key])
+	if x == nil {
+		return false, nil
+	}
+	b, ok := x.Value.(ast.Boolean)
 	if !ok {
+		return false, fmt.Errorf("%w: %q must be a boolean, got %s", ErrMalformed, key, astType(x.Value))
+	}
+	return bool(b), nil
+}
+
+func optStrings(obj ast.Object, key string) ([]string, error) {
+	x := obj.Get(fieldTerms[key])
+	if x == nil {
 		return nil, nil
 	}
-	arr, ok := x.([]any) // a Rego set arrives as an array too
-	if !ok {
-		return nil, fmt.Errorf("%w: %q must be an array of strings, got %s", ErrMalformed, key, jsonType(x))
-	}
-	out := make([]string, len(arr))
-	for i, e := range arr {
-		s, ok := e.(string)
-		if !ok {
-			return nil, fmt.Errorf("%w: %q[%d] must be a string, got %s", ErrMalformed, key, i, jsonType(e))
+	var elems []*ast.Term
+	switch c := x.Value.(type) {
+	case *ast.Array:
+		elems = make([]*ast.Term, c.Len())
+		for i := range elems {
+			elems[i] = c.Elem(i)
 		}
-		out[i] = s
+	case ast.Set: // a Rego set is accepted as an array, in its order
+		elems = c.Slice()
+	default:
+		return nil, fmt.Errorf("%w: %q must be an array of strings, got %s", ErrMalformed, key, astType(x.Value))
+	}
+	out := make([]string, len(elems))
+	for i, e := range elems {
+		s, ok := e.Value.(ast.String)
+		if !ok {
+			return nil, fmt.Errorf("%w: %q[%d] must be a string, got %s", ErrMalformed, key, i, astType(e.Value))
+		}
+		out[i] = string(s)
 	}
 	return out, nil
 }

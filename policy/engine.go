@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +15,9 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
 	"github.com/open-policy-agent/opa/v1/topdown/print"
 )
 
@@ -67,6 +68,7 @@ type Engine struct {
 
 	cur   atomic.Pointer[revision]
 	steps *stepCache // values of saga steps seen in earlier inputs
+	parts *partCache // values of the tools, transports, agents and times seen
 
 	reloadMu    sync.Mutex // serializes Reload
 	lastFP      string     // fingerprint of the last attempted snapshot; under reloadMu
@@ -111,7 +113,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if opts.Debounce <= 0 {
 		opts.Debounce = DefaultDebounce
 	}
-	e := &Engine{opts: opts, log: opts.Logger, steps: newStepCache(stepCacheSize)}
+	e := &Engine{opts: opts, log: opts.Logger, steps: newStepCache(stepCacheSize), parts: newPartCache()}
 	if e.log == nil {
 		e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -236,7 +238,7 @@ func (e *Engine) Status() Status {
 func (e *Engine) Decide(ctx context.Context, in Input) Decision {
 	start := time.Now()
 	rev := e.cur.Load()
-	d := rev.decide(ctx, &in, e.steps, start)
+	d := rev.decide(ctx, &in, e.steps, e.parts, start)
 	d.DryRun = e.opts.Mode == ModeDryRun
 	if d.Err != nil {
 		e.log.Warn("policy decision failed closed",
@@ -247,8 +249,8 @@ func (e *Engine) Decide(ctx context.Context, in Input) Decision {
 }
 
 // decide evaluates in against the revision.
-func (r *revision) decide(ctx context.Context, in *Input, steps *stepCache, start time.Time) Decision {
-	v, err := in.value(steps)
+func (r *revision) decide(ctx context.Context, in *Input, steps *stepCache, parts *partCache, start time.Time) Decision {
+	v, err := in.value(steps, parts)
 	if err != nil {
 		d := Decision{ID: newID(start), Revision: r.id}
 		d.failClosed(fmt.Errorf("%w: %v", ErrInput, err))
@@ -273,7 +275,18 @@ func (r *revision) evalValue(ctx context.Context, v ast.Value, at, start time.Ti
 		d.failClosed(fmt.Errorf("%w: %v", ErrEvaluation, err))
 		return d
 	}
-	opts = append(opts, rego.EvalParsedInput(v))
+	// OPA would start a goroutine per evaluation to watch ctx, and collect
+	// metrics nobody reads: a cancel flag set by context.AfterFunc (nothing
+	// to watch for a context that cannot be cancelled) costs less.
+	cancel := topdown.NewCancel()
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, cancel.Cancel)
+		defer stop()
+	}
+	opts = append(opts, rego.EvalParsedInput(v), rego.EvalExternalCancel(cancel), rego.EvalMetrics(metrics.NoOp()), decisionTerm)
+	if r.static != nil {
+		opts = append(opts, rego.EvalVirtualCache(newDecisionCache(r.static)))
+	}
 	if !at.IsZero() {
 		opts = append(opts, rego.EvalTime(at))
 	}
@@ -284,16 +297,25 @@ func (r *revision) evalValue(ctx context.Context, v ast.Value, at, start time.Ti
 	case len(rs) == 0 || len(rs[0].Expressions) == 0:
 		d.failClosed(fmt.Errorf("%w: %s has no value for this input (give the rule a default)", ErrUndefined, DecisionQuery))
 	default:
-		val := rs[0].Expressions[0].Value
-		if raw, err := json.Marshal(val); err == nil {
+		t, ok := rs[0].Expressions[0].Value.(*ast.Term) // see decisionTerm
+		if !ok {
+			d.failClosed(fmt.Errorf("%w: unexpected result %T", ErrEvaluation, rs[0].Expressions[0].Value))
+			break
+		}
+		if raw, err := marshalDecision(t.Value); err == nil {
 			d.Raw = raw
 		}
-		if err := d.fill(val); err != nil {
+		if err := d.fill(t.Value); err != nil {
 			d.failClosed(err)
 		}
 	}
 	return d
 }
+
+// decisionTerm makes OPA hand over the decision as the AST term it
+// computed, rather than converted to Go maps: evalValue reads and encodes
+// the term itself (see astjson.go).
+var decisionTerm = rego.EvalGenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil })
 
 // printLogger sends the output of print() in policies to the logger.
 type printLogger struct{ log *slog.Logger }

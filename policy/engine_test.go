@@ -481,3 +481,33 @@ func TestPolicyDirectoryBehindSymlink(t *testing.T) {
 		t.Errorf("Status().Files (-want +got):\n%s", diff)
 	}
 }
+
+// authz.rego composes whatever rule files are present: each subset of the
+// shipped ones loads and decides.
+func TestShippedAuthzComposesAnySubset(t *testing.T) {
+	others := []string{"irreversible.rego", "deny.rego", "budget.rego", "payments.rego"}
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(shipped, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	for mask := range 1 << len(others) {
+		files := map[string]string{"authz.rego": read("authz.rego"), "data.json": read("data.json")}
+		var names []string
+		for i, f := range others {
+			if mask&(1<<i) != 0 {
+				files[f], names = read(f), append(names, f)
+			}
+		}
+		e, err := New(context.Background(), Options{Dir: policyDir(t, files)})
+		if err != nil {
+			t.Errorf("authz.rego with %v: %v", names, err)
+			continue
+		}
+		if d := e.Decide(context.Background(), lightInput()); d.Err != nil || d.Verdict() != VerdictAllow {
+			t.Errorf("authz.rego with %v: Decide = %s %v, want allow", names, d.Verdict(), d.Err)
+		}
+	}
+}

@@ -67,6 +67,9 @@ func EvalFile(ctx context.Context, dir, inputPath string, explain bool, w io.Wri
 	var opts []rego.EvalOption
 	var buf *topdown.BufferTracer
 	if explain {
+		// Show every rule evaluated, including those a revision otherwise
+		// evaluates once when it is built (see static.go).
+		rev.static = nil
 		buf = topdown.NewBufferTracer()
 		opts = append(opts, rego.EvalQueryTracer(buf))
 	}

@@ -229,12 +229,13 @@ var errBadArguments = errors.New("arguments are not valid JSON")
 // Value converts the input to the AST value OPA evaluates, without a JSON
 // round trip of the whole document (see BenchmarkInputConversion). The value
 // equals the one OPA would build from the document's JSON.
-func (in *Input) Value() (ast.Value, error) { return in.value(nil) }
+func (in *Input) Value() (ast.Value, error) { return in.value(nil, nil) }
 
-// value is Value with a cache of earlier steps' values (nil: none). A saga's
-// earlier steps come back in every later call's input, so with the cache
-// each is converted about once.
-func (in *Input) value(cache *stepCache) (ast.Value, error) {
+// value is Value with a cache of earlier steps' values and one of the parts
+// that repeat from call to call (each nil: none). A saga's earlier steps
+// come back in every later call's input, so with the cache each is
+// converted about once.
+func (in *Input) value(cache *stepCache, parts *partCache) (ast.Value, error) {
 	args, err := jsonValue(in.Arguments)
 	if err != nil {
 		return nil, fmt.Errorf("input.arguments: %w", err)
@@ -245,9 +246,16 @@ func (in *Input) value(cache *stepCache) (ast.Value, error) {
 			return nil, fmt.Errorf("input.saga.steps[%d].arguments: %w", i, err)
 		}
 	}
-	annotations, err := ast.InterfaceToValue(in.Tool.Annotations)
+	var tool, transport, agent, at ast.Value
+	if parts != nil {
+		tool, err = parts.tool(&in.Tool)
+		transport, agent, at = parts.transport(&in.Transport), parts.agent(&in.Agent), parts.timeOf(&in.Time)
+	} else {
+		tool, err = toolValue(&in.Tool)
+		transport, agent, at = transportValue(&in.Transport), agentValue(&in.Agent), timeValue(&in.Time)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("input.tool.annotations: %w", err)
+		return nil, err
 	}
 	counts := make([][2]*ast.Term, 0, len(in.Saga.Counts))
 	for k, v := range in.Saga.Counts {
@@ -260,35 +268,54 @@ func (in *Input) value(cache *stepCache) (ast.Value, error) {
 	}
 	return ast.NewObject(
 		item("version", ast.String(version)),
-		item("tool", ast.NewObject(
-			item("name", ast.String(in.Tool.Name)),
-			item("upstream", ast.String(in.Tool.Upstream)),
-			item("annotations", annotations),
-			item("has_compensator", ast.Boolean(in.Tool.HasCompensator)),
-			item("read_only", ast.Boolean(in.Tool.ReadOnly)),
-			item("irreversible", ast.Boolean(in.Tool.Irreversible)),
-			item("idempotent", ast.Boolean(in.Tool.Idempotent)),
-		)),
+		item("tool", tool),
 		item("arguments", args),
-		item("transport", transportValue(&in.Transport)),
-		item("agent", ast.NewObject(
-			item("id", ast.String(in.Agent.ID)),
-			item("source", ast.String(in.Agent.Source)),
-			item("client", clientValue(in.Agent.Client)),
-		)),
+		item("transport", transport),
+		item("agent", agent),
 		item("saga", ast.NewObject(
 			item("id", ast.String(in.Saga.ID)),
 			item("steps", ast.NewArray(steps...)),
 			item("counts", ast.NewObject(counts...)),
 			item("elapsed_seconds", floatValue(in.Saga.ElapsedSeconds)),
 		)),
-		item("time", ast.NewObject(
-			item("unix", intValue(in.Time.Unix)),
-			item("rfc3339", ast.String(in.Time.RFC3339)),
-			item("weekday", ast.String(in.Time.Weekday)),
-			item("hour", intValue(int64(in.Time.Hour))),
-		)),
+		item("time", at),
 	), nil
+}
+
+// toolValue converts the tool.
+func toolValue(t *ToolInfo) (ast.Value, error) {
+	annotations, err := ast.InterfaceToValue(t.Annotations)
+	if err != nil {
+		return nil, fmt.Errorf("input.tool.annotations: %w", err)
+	}
+	return ast.NewObject(
+		item("name", ast.String(t.Name)),
+		item("upstream", ast.String(t.Upstream)),
+		item("annotations", annotations),
+		item("has_compensator", ast.Boolean(t.HasCompensator)),
+		item("read_only", ast.Boolean(t.ReadOnly)),
+		item("irreversible", ast.Boolean(t.Irreversible)),
+		item("idempotent", ast.Boolean(t.Idempotent)),
+	), nil
+}
+
+// agentValue converts the agent.
+func agentValue(a *AgentInfo) ast.Value {
+	return ast.NewObject(
+		item("id", ast.String(a.ID)),
+		item("source", ast.String(a.Source)),
+		item("client", clientValue(a.Client)),
+	)
+}
+
+// timeValue converts the time.
+func timeValue(t *TimeInfo) ast.Value {
+	return ast.NewObject(
+		item("unix", intValue(t.Unix)),
+		item("rfc3339", ast.String(t.RFC3339)),
+		item("weekday", ast.String(t.Weekday)),
+		item("hour", intValue(int64(t.Hour))),
+	)
 }
 
 // stepValue converts one earlier step.

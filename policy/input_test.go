@@ -248,3 +248,61 @@ func TestStepCache(t *testing.T) {
 		t.Error("a step with broken arguments converted")
 	}
 }
+
+func TestPartCache(t *testing.T) {
+	c := newPartCache()
+	in := NewInput(mcpCall("filesystem", "read_text_file", `{"path":"/workspace/a"}`), readOnly, agent, sagaWith(), now)
+	value := func(in Input) ast.Value {
+		t.Helper()
+		v, err := in.value(nil, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := in.Value()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Compare(want) != 0 {
+			t.Fatalf("cached input = %v, want %v", v, want)
+		}
+		return v
+	}
+	part := func(v ast.Value, key string) ast.Value {
+		return v.(ast.Object).Get(ast.StringTerm(key)).Value
+	}
+	first := value(in)
+	again := value(in)
+	for _, key := range []string{"tool", "transport", "agent", "time"} {
+		if part(first, key) != part(again, key) {
+			t.Errorf("%s was built again for the same input", key)
+		}
+	}
+
+	// Any change is a new value (value() checks it is the right one).
+	changed := in
+	changed.Tool.Annotations = map[string]any{"readOnlyHint": false}
+	if part(value(changed), "tool") == part(first, "tool") {
+		t.Error("tool with other annotations shares the cached value")
+	}
+	changed = in
+	changed.Tool.Annotations = map[string]any{"readOnlyHint": true, "title": "Read"}
+	value(changed)
+	changed = in
+	changed.Tool.Annotations = map[string]any{"nested": map[string]any{"a": 1}} // not cached, still right
+	value(changed)
+	changed = in
+	changed.Transport.Headers = map[string]string{"User-Agent": "other/2.0"}
+	if part(value(changed), "transport") == part(first, "transport") {
+		t.Error("transport with other headers shares the cached value")
+	}
+	changed = in
+	changed.Transport.SessionID = "other"
+	value(changed)
+	changed = in
+	changed.Agent.Client.Version = "9"
+	value(changed)
+	changed = in
+	changed.Time = NewTimeInfo(now.Add(time.Second))
+	value(changed)
+	value(in)
+}

@@ -276,6 +276,7 @@ type revision struct {
 	loadedAt time.Time
 	query    rego.PreparedEvalQuery
 	compiler *ast.Compiler
+	static   staticValues // values of the rules that depend only on data
 }
 
 // compileOptions are the settings every compile of a policy shares.
@@ -337,6 +338,7 @@ func build(ctx context.Context, snap *snapshot, opts compileOptions) (*revision,
 		loadedAt: time.Now(),
 		query:    pq,
 		compiler: compiler,
+		static:   evalStatic(ctx, compiler, store, staticRules(compiler, decisionRef)),
 	}, nil
 }
 
