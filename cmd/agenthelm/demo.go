@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/agenthelm/agenthelm/approvals"
 	"github.com/agenthelm/agenthelm/config"
@@ -20,6 +21,7 @@ import (
 	"github.com/agenthelm/agenthelm/examples/toolservers"
 	"github.com/agenthelm/agenthelm/journal"
 	"github.com/agenthelm/agenthelm/saga"
+	"github.com/agenthelm/agenthelm/traces"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spf13/cobra"
 )
@@ -275,7 +277,25 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) error {
 		}
 		n.section("agenthelm sagas show " + tail.saga)
 		n.block(func(w io.Writer) error { return printSaga(w, s, n.color) })
-		n.notWired("traces", "telemetry", "`agenthelm traces show` will add this saga's spans")
+		h, err := traces.Load(ctx, sc.stack.journal, tail.saga)
+		if err != nil {
+			return fmt.Errorf("trace of saga %s: %w", tail.saga, err)
+		}
+		n.section("agenthelm traces show " + tail.saga)
+		n.block(func(w io.Writer) error {
+			// The demo fits a 100-column terminal: long lines are clipped
+			// (agenthelm traces show prints them whole).
+			var b strings.Builder
+			if err := printHistory(&b, h, "", n.color); err != nil {
+				return err
+			}
+			for _, line := range strings.Split(strings.TrimRight(b.String(), "\n"), "\n") {
+				if _, err := fmt.Fprintln(w, clipVisible(line, 98)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	}
 
 	n.section("done")
@@ -824,4 +844,48 @@ func money(v float64) string {
 		b.WriteRune(r)
 	}
 	return b.String() + "." + frac
+}
+
+// clipVisible clips a line to n visible characters, not counting ANSI
+// colour sequences (which it keeps whole).
+func clipVisible(line string, n int) string {
+	var b strings.Builder
+	visible := 0
+	for i := 0; i < len(line); {
+		if line[i] == 0x1b { // ESC [ ... m
+			j := strings.IndexByte(line[i:], 'm')
+			if j < 0 {
+				break
+			}
+			b.WriteString(line[i : i+j+1])
+			i += j + 1
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(line[i:])
+		if visible == n-1 && utf8.RuneCountInString(stripANSI(line[i:])) > 1 {
+			b.WriteString("…")
+			if strings.Contains(line[i:], "\x1b[") {
+				b.WriteString("\x1b[0m")
+			}
+			return b.String()
+		}
+		b.WriteRune(r)
+		visible++
+		i += size
+	}
+	return b.String()
+}
+
+func stripANSI(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0x1b {
+			if j := strings.IndexByte(s[i:], 'm'); j >= 0 {
+				i += j
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

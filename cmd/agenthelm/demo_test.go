@@ -105,6 +105,8 @@ func TestDemo(t *testing.T) {
 		"0 sent, 1 failed",
 		"agenthelm sagas show s-",
 		"compensated  (scope agent:agenthelm-demo-agent)",
+		"agenthelm traces show s-",
+		"undo    payments/refund_customer  compensated",
 		"done",
 		"2 steps undone in reverse order",
 	} {
