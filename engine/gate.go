@@ -185,7 +185,7 @@ func (e *Engine) keepAlive(ctx context.Context, call *toolcall.Call, req approva
 // counts cover them all). It bounds the cost of a decision in a saga that
 // runs for hours; rules that sum over steps (budgets) see the latest
 // policyHistory of them.
-const policyHistory = 512
+const policyHistory = 128
 
 // policyInput builds the policy's input document for a call.
 func (e *Engine) policyInput(l *live, call *toolcall.Call, rule Rule) policy.Input {
