@@ -161,24 +161,49 @@ func start(t *testing.T, dir string, policy saga.Policy) *stack {
 }
 
 func startWith(t *testing.T, dir string, policy saga.Policy, eval engine.Evaluator) *stack {
+	undo := &saga.Compensator{Tool: "delete", Args: "{name: .args.name}"}
+	return newStack(t, dir, engine.Options{Eval: eval, Retry: policy,
+		Rules: rules{"create": {Compensate: undo}, "fail": {Irreversible: true}}}, proxy.Options{})
+}
+
+// newStack runs the real engine over a synced journal in dir (a temporary
+// one when empty), behind a real proxy, in front of the item server, with
+// an official-SDK client connected. eo and po are completed with the
+// journal, invoker, upstream and interceptor; zero fields get test
+// defaults (jq evaluation, no idle commit within a test).
+func newStack(t *testing.T, dir string, eo engine.Options, po proxy.Options) *stack {
 	t.Helper()
 	ctx := context.Background()
+	if dir == "" {
+		dir = t.TempDir()
+	}
 	up, led := itemServer(t)
 	j, err := journal.Open(ctx, journal.Options{Dir: dir, Sync: true, Logger: logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	undo := &saga.Compensator{Tool: "delete", Args: "{name: .args.name}"}
 	var p *proxy.Proxy
-	e := engine.New(engine.Options{
-		Journal: j, Invoker: invoker{&p}, Eval: eval, Logger: logger(), Retry: policy,
-		Rules:      rules{"create": {Compensate: undo}, "fail": {Irreversible: true}},
-		IdleCommit: time.Hour,
-	})
-	p = proxy.New(proxy.Options{
-		Upstreams:   map[string]upstream.Spec{"items": {Name: "items", URL: up.URL, Transport: "streamable-http"}},
-		Interceptor: e, Logger: logger(),
-	})
+	eo.Journal, eo.Invoker = j, invoker{&p}
+	if eo.Eval == nil {
+		eo.Eval = jqEval
+	}
+	if eo.Logger == nil {
+		eo.Logger = logger()
+	}
+	if eo.IdleCommit == 0 {
+		eo.IdleCommit = time.Hour
+	}
+	e := engine.New(eo)
+	po.Upstreams = map[string]upstream.Spec{"items": {Name: "items", URL: up.URL, Transport: "streamable-http"}}
+	if po.Interceptor == nil {
+		po.Interceptor = e
+	} else if w, ok := po.Interceptor.(wrapper); ok {
+		po.Interceptor = w(e)
+	}
+	if po.Logger == nil {
+		po.Logger = logger()
+	}
+	p = proxy.New(po)
 	if err := e.Recover(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -198,6 +223,14 @@ func startWith(t *testing.T, dir string, policy saga.Policy, eval engine.Evaluat
 		j.Close(ctx)
 	})
 	return st
+}
+
+// wrapper, given as proxy.Options.Interceptor to newStack, decorates the
+// engine (for example with telemetry).
+type wrapper func(toolcall.Interceptor) toolcall.Interceptor
+
+func (w wrapper) InterceptToolCall(context.Context, *toolcall.Call, toolcall.Forward) (toolcall.Result, error) {
+	panic("a wrapper is only a recipe for newStack")
 }
 
 // invoker resolves the proxy lazily: engine and proxy need each other.
@@ -361,24 +394,10 @@ func TestCannotUndoNeedsHumanAtOnce(t *testing.T) {
 
 func TestControlTools(t *testing.T) {
 	ctx := context.Background()
-	up, led := itemServer(t)
-	j, err := journal.Open(ctx, journal.Options{Dir: t.TempDir(), Sync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var p *proxy.Proxy
-	e := engine.New(engine.Options{Journal: j, Invoker: invoker{&p}, Eval: jqEval, ControlTools: true, IdleCommit: time.Hour,
-		Rules: rules{"create": {Compensate: &saga.Compensator{Tool: "delete", Args: "{name: .args.name}"}}}})
-	p = proxy.New(proxy.Options{Upstreams: map[string]upstream.Spec{"items": {Name: "items", URL: up.URL, Transport: "streamable-http"}},
-		Interceptor: e, ExtraTools: engine.ControlTools})
-	ts := httptest.NewServer(p.Handler())
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil).
-		Connect(ctx, &mcp.StreamableClientTransport{Endpoint: ts.URL + "/mcp/items"}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cs.Close(); ts.Close(); p.Close(ctx); e.Close(ctx); j.Close(ctx) }()
-	s := &stack{j: j, e: e, p: p, led: led, client: cs}
+	s := newStack(t, "", engine.Options{ControlTools: true,
+		Rules: rules{"create": {Compensate: &saga.Compensator{Tool: "delete", Args: "{name: .args.name}"}}}},
+		proxy.Options{ExtraTools: engine.ControlTools})
+	cs, j, led := s.client, s.j, s.led
 
 	tools, err := cs.ListTools(ctx, nil)
 	if err != nil {
@@ -416,24 +435,10 @@ func TestControlTools(t *testing.T) {
 
 func TestIdempotentCallRetriedWithTheSameKey(t *testing.T) {
 	ctx := context.Background()
-	up, led := itemServer(t)
-	j, err := journal.Open(ctx, journal.Options{Dir: t.TempDir(), Sync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var p *proxy.Proxy
-	e := engine.New(engine.Options{Journal: j, Invoker: invoker{&p}, Eval: jqEval, IdleCommit: time.Hour,
-		Rules: rules{"slowonce": {Idempotent: true, ReadOnly: true, Retry: &engine.Retry{Attempts: 3, Backoff: 10 * time.Millisecond}}}})
-	p = proxy.New(proxy.Options{Upstreams: map[string]upstream.Spec{"items": {Name: "items", URL: up.URL, Transport: "streamable-http"}},
-		Interceptor: e, CallTimeout: 150 * time.Millisecond})
-	ts := httptest.NewServer(p.Handler())
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil).
-		Connect(ctx, &mcp.StreamableClientTransport{Endpoint: ts.URL + "/mcp/items"}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cs.Close(); ts.Close(); p.Close(ctx); e.Close(ctx); j.Close(ctx) }()
-	s := &stack{j: j, e: e, p: p, led: led, client: cs}
+	s := newStack(t, "", engine.Options{
+		Rules: rules{"slowonce": {Idempotent: true, ReadOnly: true, Retry: &engine.Retry{Attempts: 3, Backoff: 10 * time.Millisecond}}}},
+		proxy.Options{CallTimeout: 150 * time.Millisecond})
+	e, j, led := s.e, s.j, s.led
 	if res := s.call(t, "slowonce", map[string]any{"name": "a"}); res.IsError {
 		t.Fatalf("retried call failed: %q", text(res))
 	}
@@ -452,25 +457,11 @@ func TestIdempotentCallRetriedWithTheSameKey(t *testing.T) {
 // agenthelm runs.
 func TestSecretsAreMaskedInTheJournal(t *testing.T) {
 	ctx := context.Background()
-	up, led := itemServer(t)
-	dir := t.TempDir()
-	j, err := journal.Open(ctx, journal.Options{Dir: dir, Sync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
 	red := telemetry.DefaultRedactor()
-	var p *proxy.Proxy
-	e := engine.New(engine.Options{Journal: j, Invoker: invoker{&p}, Eval: jqEval, IdleCommit: time.Hour, Redact: red.Member,
-		Rules: rules{"create": {Compensate: &saga.Compensator{Tool: "delete", Args: "{name: .args.name}"}}, "fail": {Irreversible: true}}})
-	p = proxy.New(proxy.Options{Upstreams: map[string]upstream.Spec{"items": {Name: "items", URL: up.URL, Transport: "streamable-http"}}, Interceptor: e})
-	ts := httptest.NewServer(p.Handler())
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil).
-		Connect(ctx, &mcp.StreamableClientTransport{Endpoint: ts.URL + "/mcp/items"}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cs.Close(); ts.Close(); p.Close(ctx); e.Close(ctx) }()
-	s := &stack{j: j, e: e, p: p, led: led, client: cs}
+	s := newStack(t, "", engine.Options{Redact: red.Member,
+		Rules: rules{"create": {Compensate: &saga.Compensator{Tool: "delete", Args: "{name: .args.name}"}}, "fail": {Irreversible: true}}},
+		proxy.Options{})
+	j, led := s.j, s.led
 	s.call(t, "create", map[string]any{"name": "a", "password": "hunter2-secret"})
 	s.call(t, "fail", nil)
 	if ops, items := led.snapshot(); strings.Join(ops, ", ") != "create a, delete a" || len(items) != 0 {
@@ -487,5 +478,4 @@ func TestSecretsAreMaskedInTheJournal(t *testing.T) {
 	if !strings.Contains(all.String(), "[REDACTED]") {
 		t.Errorf("the journal holds no masked value")
 	}
-	j.Close(ctx)
 }

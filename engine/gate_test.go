@@ -3,7 +3,6 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,10 +11,8 @@ import (
 
 	"github.com/agenthelm/agenthelm/approvals"
 	"github.com/agenthelm/agenthelm/engine"
-	"github.com/agenthelm/agenthelm/journal"
 	"github.com/agenthelm/agenthelm/policy"
 	"github.com/agenthelm/agenthelm/proxy"
-	"github.com/agenthelm/agenthelm/proxy/upstream"
 	"github.com/agenthelm/agenthelm/saga"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -53,26 +50,8 @@ func startGated(t *testing.T, mode string) (*stack, *approvals.Broker) {
 		t.Fatal(err)
 	}
 	broker := approvals.New(approvals.Options{KeepAliveEvery: 50 * time.Millisecond})
-	up, led := itemServer(t)
-	j, err := journal.Open(ctx, journal.Options{Dir: t.TempDir(), Sync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var p *proxy.Proxy
-	e := engine.New(engine.Options{
-		Journal: j, Invoker: invoker{&p}, Eval: jqEval, Logger: logger(),
-		Rules: rules{"create": {Compensate: &saga.Compensator{Tool: "delete", Args: "{name: .args.name}"}}},
-		Gate:  gate, Approvals: broker, UnwindOnRejection: true, IdleCommit: time.Hour,
-	})
-	p = proxy.New(proxy.Options{Upstreams: map[string]upstream.Spec{"items": {Name: "items", URL: up.URL, Transport: "streamable-http"}}, Interceptor: e, Logger: logger()})
-	ts := httptest.NewServer(p.Handler())
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil).
-		Connect(ctx, &mcp.StreamableClientTransport{Endpoint: ts.URL + "/mcp/items"}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cs.Close(); ts.Close(); p.Close(ctx); e.Close(ctx); j.Close(ctx) })
-	return &stack{j: j, e: e, p: p, led: led, client: cs}, broker
+	return newStack(t, "", engine.Options{Gate: gate, Approvals: broker, UnwindOnRejection: true,
+		Rules: rules{"create": {Compensate: &saga.Compensator{Tool: "delete", Args: "{name: .args.name}"}}}}, proxy.Options{}), broker
 }
 
 func text(res *mcp.CallToolResult) string {

@@ -1,19 +1,14 @@
 package engine_test
 
 import (
-	"context"
-	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/agenthelm/agenthelm/engine"
-	"github.com/agenthelm/agenthelm/journal"
 	"github.com/agenthelm/agenthelm/proxy"
-	"github.com/agenthelm/agenthelm/proxy/upstream"
 	"github.com/agenthelm/agenthelm/saga"
 	"github.com/agenthelm/agenthelm/telemetry"
-	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/agenthelm/agenthelm/toolcall"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -23,29 +18,13 @@ import (
 // telemetry decorator with an in-memory exporter and checks the span tree
 // of CORRECTNESS rules 25-27.
 func TestSpansOfCommittedAndUnwoundSagas(t *testing.T) {
-	ctx := context.Background()
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	tr := telemetry.NewTracer(tp, telemetry.TracerOptions{})
 
-	up, _ := itemServer(t)
-	j, err := journal.Open(ctx, journal.Options{Dir: t.TempDir(), Sync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var p *proxy.Proxy
-	e := engine.New(engine.Options{Journal: j, Invoker: invoker{&p}, Eval: jqEval, Tracer: tr, IdleCommit: time.Hour, ControlTools: true,
-		Rules: rules{"create": {Compensate: &saga.Compensator{Tool: "delete", Args: "{name: .args.name}"}}, "fail": {Irreversible: true}}})
-	p = proxy.New(proxy.Options{Upstreams: map[string]upstream.Spec{"items": {Name: "items", URL: up.URL, Transport: "streamable-http"}},
-		Interceptor: telemetry.ServerInterceptor(e, tr)})
-	ts := httptest.NewServer(p.Handler())
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil).
-		Connect(ctx, &mcp.StreamableClientTransport{Endpoint: ts.URL + "/mcp/items"}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cs.Close(); ts.Close(); p.Close(ctx); e.Close(ctx); j.Close(ctx) }()
-	s := &stack{j: j, e: e, p: p, client: cs}
+	s := newStack(t, "", engine.Options{Tracer: tr, ControlTools: true,
+		Rules: rules{"create": {Compensate: &saga.Compensator{Tool: "delete", Args: "{name: .args.name}"}}, "fail": {Irreversible: true}}},
+		proxy.Options{Interceptor: wrapper(func(next toolcall.Interceptor) toolcall.Interceptor { return telemetry.ServerInterceptor(next, tr) })})
 
 	// A saga that commits, then one that unwinds.
 	s.call(t, "create", map[string]any{"name": "a"})
