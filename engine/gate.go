@@ -123,7 +123,11 @@ func (e *Engine) gate(ctx context.Context, l *live, call *toolcall.Call, rule Ru
 	e.log.Info("call held for approval", "saga", l.id(), "step", n, "tool", call.Tool, "approval", req.ID, "expires", req.Expires.Format(time.RFC3339))
 	actx, span := e.opts.Tracer.StartInternal(ctx, telemetry.SpanApprovalWait, attribute.String("agenthelm.approval.id", req.ID))
 	e.opts.Tracer.Metrics().ApprovalHeld(ctx)
+	askCtx, stopAsking := context.WithCancel(actx)
+	asked := e.askInClient(askCtx, call, req)
 	dec, err := e.opts.Approvals.Hold(actx, req, e.keepAlive(ctx, call, req))
+	stopAsking()
+	<-asked
 	result := "rejected"
 	switch {
 	case err != nil:
@@ -244,4 +248,57 @@ func (l *live) id() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.s.ID
+}
+
+// askInClient asks the agent's own client for the approval too, when it
+// declared elicitation (rule 23): the person at the client answers in
+// place, and the first decision, there or out of band, wins. The returned
+// channel closes when the question is settled or withdrawn.
+func (e *Engine) askInClient(ctx context.Context, call *toolcall.Call, req approvals.Request) <-chan struct{} {
+	done := make(chan struct{})
+	if call.Ask == nil {
+		close(done)
+		return done
+	}
+	params, _ := jsonrpc.Marshal(map[string]any{
+		"message": fmt.Sprintf("agenthelm holds this call for approval: %s/%s %s\n\nWhy: %s\nApproval %s expires at %s.",
+			req.Upstream, req.Tool, req.Arguments, reasons(req.Reasons, "policy"), req.ID, req.Expires.Format(time.RFC3339)),
+		"requestedSchema": map[string]any{
+			"type": "object",
+			"properties": map[string]any{
+				"approve": map[string]any{"type": "boolean", "title": "Approve this call"},
+				"reason":  map[string]any{"type": "string", "title": "Reason (kept in the journal)"},
+			},
+			"required": []string{"approve"},
+		},
+	})
+	go func() {
+		defer close(done)
+		res, err := call.Ask(ctx, "elicitation/create", params)
+		if err != nil || res.Error != nil {
+			return // the out-of-band channels still work
+		}
+		var answer struct {
+			Action  string `json:"action"`
+			Content struct {
+				Approve bool   `json:"approve"`
+				Reason  string `json:"reason"`
+			} `json:"content"`
+		}
+		if json.Unmarshal(res.Result, &answer) != nil {
+			return
+		}
+		by := "client"
+		if call.Client.Name != "" {
+			by = "client:" + call.Client.Name
+		}
+		switch answer.Action {
+		case "accept":
+			_, _ = e.opts.Approvals.Decide(req.ID, answer.Content.Approve, by, answer.Content.Reason)
+		case "decline":
+			_, _ = e.opts.Approvals.Decide(req.ID, false, by, "declined in the client")
+		}
+		// "cancel": the person dismissed the question; others may decide.
+	}()
+	return done
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -151,5 +152,45 @@ func TestGateDryRunForwardsAndJournals(t *testing.T) {
 	n := notes(t, s)
 	if len(n["decision"]) != 2 || !strings.Contains(string(n["decision"][0]), `"dry_run":true`) || !strings.Contains(string(n["decision"][1]), `"verdict":"deny"`) {
 		t.Errorf("dry-run decisions journaled = %s", n["decision"])
+	}
+}
+
+// TestApprovalInTheClient: a client that declared elicitation is asked in
+// place (rule 23) and its answer decides the held call.
+func TestApprovalInTheClient(t *testing.T) {
+	for _, approve := range []bool{true, false} {
+		s, broker := startGated(t, policy.ModeEnforce)
+		var asked atomic.Int32
+		client := mcp.NewClient(&mcp.Implementation{Name: "person-at-the-client", Version: "1"}, &mcp.ClientOptions{
+			ElicitationHandler: func(ctx context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+				asked.Add(1)
+				if !strings.Contains(req.Params.Message, "xavier") {
+					t.Errorf("elicitation message %q does not show the call", req.Params.Message)
+				}
+				return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"approve": approve, "reason": "asked in place"}}, nil
+			},
+		})
+		cs, err := client.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: s.url}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "create", Arguments: map[string]any{"name": "xavier"}})
+		cs.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if asked.Load() != 1 {
+			t.Errorf("the client was asked %d times, want once", asked.Load())
+		}
+		if res.IsError == approve {
+			t.Errorf("approve=%v: the call's answer isError=%v: %q", approve, res.IsError, text(res))
+		}
+		if p := broker.Pending(); len(p) != 0 {
+			t.Errorf("approvals still pending: %v", p)
+		}
+		n := notes(t, s)
+		if d := n["approval_decided"]; len(d) != 1 || !strings.Contains(string(d[0]), `"by":"client:person-at-the-client"`) {
+			t.Errorf("approval note = %s, want the client's decision", d)
+		}
 	}
 }

@@ -65,6 +65,14 @@ func (s *Session) interceptToolCall(ctx context.Context, r *request, msg *jsonrp
 	}
 	if !s.shared {
 		call.Transport.SessionID = s.id
+		s.mu.Lock()
+		canAsk := s.elicitation
+		s.mu.Unlock()
+		if canAsk {
+			call.Ask = func(ctx context.Context, method string, params json.RawMessage) (toolcall.Result, error) {
+				return s.ask(ctx, r.out, method, params)
+			}
+		}
 	}
 	call.Transport.Headers = s.p.selectedHeaders(hdr)
 	if call.Client.Name == "" {

@@ -91,6 +91,8 @@ type Session struct {
 	nextID          int64
 	protocolVersion string
 	client          toolcall.ClientInfo
+	elicitation     bool                             // the client declared the elicitation capability
+	asks            map[string]chan *jsonrpc.Message // agenthelm's own requests to the agent
 	lastActive      time.Time
 	closed          bool
 	closeErr        error
@@ -160,6 +162,9 @@ func (s *Session) handle(reqCtx context.Context, msg *jsonrpc.Message, out sink,
 			s.log.Warn("notification not delivered upstream", "method", msg.Method, "err", err)
 		}
 	default: // a response to a server-to-client request
+		if s.answerAsk(msg) {
+			return // it answered agenthelm's own question (Ask)
+		}
 		if err := s.conn.Send(s.ctx, msg, s.sendOptions(hdr, msg)); err != nil {
 			s.log.Warn("response not delivered upstream", "id", string(msg.ID), "err", err)
 		}
@@ -629,10 +634,14 @@ func (s *Session) noteInitialize(params json.RawMessage) {
 	var p struct {
 		ProtocolVersion string              `json:"protocolVersion"`
 		ClientInfo      toolcall.ClientInfo `json:"clientInfo"`
+		Capabilities    struct {
+			Elicitation json.RawMessage `json:"elicitation"`
+		} `json:"capabilities"`
 	}
 	_ = json.Unmarshal(params, &p)
 	s.mu.Lock()
 	s.protocolVersion, s.client = p.ProtocolVersion, p.ClientInfo
+	s.elicitation = len(p.Capabilities.Elicitation) > 0 && string(p.Capabilities.Elicitation) != "null"
 	s.mu.Unlock()
 }
 

@@ -58,6 +58,12 @@ type Call struct {
 	// (progress while a call is held for approval). It may be nil when the
 	// front door cannot deliver one.
 	Notify func(ctx context.Context, msg *jsonrpc.Message) error
+
+	// Ask sends a request to the agent's client on this call's stream and
+	// waits for its answer (elicitation/create for an approval). It is nil
+	// when the client did not declare the elicitation capability (2025-11-25
+	// and older sessions) or cannot be reached this way.
+	Ask func(ctx context.Context, method string, params json.RawMessage) (Result, error)
 }
 
 // Meta returns params._meta, or nil.
