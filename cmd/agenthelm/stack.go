@@ -81,12 +81,14 @@ func openStack(ctx context.Context, cfg *config.Config, log *slog.Logger, specs 
 	rules, err := newRules(cfg)
 	if err != nil {
 		_ = j.Close(ctx)
+		_ = tel.Shutdown(ctx)
 		return nil, err
 	}
 	s := &stack{cfg: cfg, log: log, journal: j, rules: rules, telemetry: tel}
 	if s.policy, s.policyTmp, err = openPolicy(ctx, cfg, log); err != nil {
 		s.removePolicyTmp()
 		_ = j.Close(ctx)
+		_ = tel.Shutdown(ctx)
 		return nil, err
 	}
 	s.broker = approvals.New(approvals.Options{Logger: log.With("component", "approvals"), Notifier: notifier})
