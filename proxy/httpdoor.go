@@ -1,10 +1,8 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/agenthelm/agenthelm/proxy/jsonrpc"
+	"github.com/agenthelm/agenthelm/proxy/upstream"
 )
 
 // Handler returns the HTTP handler of the MCP front door: streamable HTTP at
@@ -276,6 +275,7 @@ type lazyWriter struct {
 	streaming    bool
 	header       func(http.Header)
 	lastWasError bool
+	events       *upstream.EventWriter // once streaming
 }
 
 func (lw *lazyWriter) start() error {
@@ -288,6 +288,7 @@ func (lw *lazyWriter) start() error {
 	h.Set("Connection", "keep-alive")
 	lw.w.WriteHeader(http.StatusOK)
 	lw.started, lw.streaming = true, true
+	lw.events = upstream.NewEventWriter(lw.w)
 	return http.NewResponseController(lw.w).Flush()
 }
 
@@ -316,33 +317,12 @@ func (lw *lazyWriter) write(frames []*jsonrpc.Message, final bool) error {
 			return err
 		}
 	}
-	bw := bufio.NewWriter(lw.w)
 	for _, f := range frames {
-		if err := writeSSEEvent(bw, "message", f.Raw); err != nil {
+		if err := lw.events.WriteEvent(upstream.Event{Data: f.Raw}); err != nil {
 			return err
 		}
 	}
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	return http.NewResponseController(lw.w).Flush()
-}
-
-// writeSSEEvent writes one server-sent event. JSON frames from Parse have no
-// raw newlines, but the data is split on them anyway to stay well-formed.
-func writeSSEEvent(w io.Writer, event string, data []byte) error {
-	if event != "" {
-		if _, err := fmt.Fprintf(w, "event: %s\n", event); err != nil {
-			return err
-		}
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if _, err := fmt.Fprintf(w, "data: %s\n", line); err != nil {
-			return err
-		}
-	}
-	_, err := io.WriteString(w, "\n")
-	return err
+	return nil
 }
 
 // writeHTTPError answers with a JSON-RPC error object as the body.

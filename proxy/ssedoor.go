@@ -6,6 +6,7 @@ import (
 	"net/url"
 
 	"github.com/agenthelm/agenthelm/proxy/jsonrpc"
+	"github.com/agenthelm/agenthelm/proxy/upstream"
 )
 
 // serveSSE is the legacy HTTP+SSE transport (protocol 2024-11-05): a GET
@@ -37,10 +38,7 @@ func (p *Proxy) serveSSE(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	endpoint := "/sse/" + url.PathEscape(name) + "/message?sessionId=" + s.id
-	if err := writeSSEEvent(w, "endpoint", []byte(endpoint)); err != nil {
-		return
-	}
-	if err := http.NewResponseController(w).Flush(); err != nil {
+	if err := upstream.NewEventWriter(w).WriteEvent(upstream.Event{Type: "endpoint", Data: []byte(endpoint)}); err != nil {
 		return
 	}
 	_, _ = pump(p.streamContext(r.Context()), st, sw)

@@ -196,8 +196,8 @@ func (er *EventReader) readLine() (line []byte, long bool, err error) {
 }
 
 // EventWriter writes server-sent events, flushing after each one so that
-// they reach the client at once. The front doors use it for their SSE
-// responses.
+// they reach the client at once. The proxy's front doors use it for
+// their SSE responses.
 type EventWriter struct {
 	w     io.Writer
 	flush func() error
