@@ -277,18 +277,15 @@ func toolCallParams(params json.RawMessage) (callParams, *jsonrpc.Error) {
 	invalid := func(format string, args ...any) (callParams, *jsonrpc.Error) {
 		return p, jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "invalid params: "+format, args...)
 	}
-	name, err := jsonrpc.Lookup(params, "name")
+	vals, err := jsonrpc.LookupAll(params, "name", "arguments", "_meta")
 	if err != nil {
-		return invalid("tools/call name: %v", err)
+		// Which member is ambiguous is in the error.
+		return invalid("tools/call params: %v", err)
 	}
+	name := vals[0]
 	if name == nil || json.Unmarshal(name, &p.Name) != nil || p.Name == "" {
 		return invalid("tools/call needs a \"name\" string")
 	}
-	if p.Arguments, err = jsonrpc.Lookup(params, "arguments"); err != nil {
-		return invalid("tools/call arguments: %v", err)
-	}
-	if _, err := jsonrpc.Lookup(params, "_meta"); err != nil {
-		return invalid("tools/call _meta: %v", err)
-	}
+	p.Arguments = vals[1]
 	return p, nil
 }

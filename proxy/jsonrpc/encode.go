@@ -177,21 +177,34 @@ func findMember(ms []member, name string) (start, end int, err error) {
 // twice or also under a name that differs only in case (servers disagree on
 // which one counts), and another error when obj is not one JSON object.
 func Lookup(obj json.RawMessage, name string) (json.RawMessage, error) {
+	vals, err := LookupAll(obj, name)
+	if err != nil {
+		return nil, err
+	}
+	return vals[0], nil
+}
+
+// LookupAll is Lookup for several members, reading obj once: vals[i] is
+// the value of names[i], nil when absent.
+func LookupAll(obj json.RawMessage, names ...string) (vals []json.RawMessage, err error) {
+	vals = make([]json.RawMessage, len(names))
 	if len(bytes.TrimSpace(obj)) == 0 || isNull(obj) {
-		return nil, nil
+		return vals, nil
 	}
 	ms, err := members(obj)
 	if err != nil {
 		return nil, err
 	}
-	start, end, err := findMember(ms, name)
-	if errors.Is(err, ErrAmbiguousMember) {
-		return nil, err
+	for i, name := range names {
+		start, end, err := findMember(ms, name)
+		if errors.Is(err, ErrAmbiguousMember) {
+			return nil, err
+		}
+		if err == nil {
+			vals[i] = obj[start:end]
+		}
 	}
-	if err != nil {
-		return nil, nil
-	}
-	return obj[start:end], nil
+	return vals, nil
 }
 
 // Member returns the raw value of a top-level member of a JSON object, or
