@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -436,10 +437,14 @@ func explicitSaga(call *toolcall.Call) string {
 }
 
 // digest is a canonical digest of a call's arguments: the same JSON value
-// gives the same digest whatever its whitespace.
+// gives the same digest whatever its whitespace and key order. Numbers are
+// kept as written (json.Number): decoding them to float64 would give two
+// different large amounts or ids one digest, and an approval is bound to it.
 func digest(args json.RawMessage) string {
 	var v any
-	if err := json.Unmarshal(args, &v); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(args))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
 		v = string(args)
 	}
 	canon, _ := json.Marshal(v) // maps marshal with sorted keys
