@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/agenthelm/agenthelm/admin"
+	"github.com/agenthelm/agenthelm/config"
 	"github.com/agenthelm/agenthelm/engine"
 	"github.com/agenthelm/agenthelm/journal"
 	"github.com/agenthelm/agenthelm/saga"
@@ -171,9 +173,10 @@ data directory); with none it opens the journal directory itself.`,
 
 // offline is the CLI's own access to the journal when no sidecar runs.
 type offline struct {
-	g  *globals
-	j  *journal.Journal
-	st *stack
+	cfg *config.Config
+	log *slog.Logger
+	j   *journal.Journal
+	st  *stack
 }
 
 func (o *offline) journal() *journal.Journal {
@@ -196,19 +199,15 @@ func (o *offline) stack(ctx context.Context) (*stack, error) {
 	if o.st != nil {
 		return o.st, nil
 	}
-	cfg, log, err := o.g.load()
-	if err != nil {
-		return nil, err
-	}
 	if o.j != nil {
 		_ = o.j.Close(ctx)
 		o.j = nil
 	}
-	specs, err := upstreamSpecs(cfg)
+	specs, err := upstreamSpecs(o.cfg)
 	if err != nil {
 		return nil, err
 	}
-	o.st, err = openStack(ctx, cfg, log, specs)
+	o.st, err = openStack(ctx, o.cfg, o.log, specs)
 	return o.st, err
 }
 
@@ -224,7 +223,7 @@ func (o *offline) close(ctx context.Context) {
 // withAdmin runs online through a running sidecar's admin API, or offline
 // on the journal directory when no sidecar answers.
 func (g *globals) withAdmin(ctx context.Context, online func(*adminClient) error, offlineFn func(*offline) error) error {
-	cfg, _, err := g.load()
+	cfg, log, err := g.load()
 	if err != nil {
 		return err
 	}
@@ -232,7 +231,7 @@ func (g *globals) withAdmin(ctx context.Context, online func(*adminClient) error
 	if !errors.Is(err, errNoSidecar) {
 		return err
 	}
-	o := &offline{g: g}
+	o := &offline{cfg: cfg, log: log}
 	defer o.close(context.WithoutCancel(ctx))
 	j, err := journal.Open(ctx, journal.Options{Dir: cfg.Journal.Dir, Sync: true})
 	if err != nil {
