@@ -116,6 +116,17 @@ func NewID() string {
 // ctx.Err() is returned and the request is withdrawn). keepAlive, if not
 // nil, is called every KeepAliveEvery while waiting.
 func (b *Broker) Hold(ctx context.Context, r Request, keepAlive func()) (Decision, error) {
+	id := b.Open(ctx, r)
+	return b.Wait(ctx, id, keepAlive)
+}
+
+// Open registers r and notifies, without waiting: the request is pending
+// (listed, decidable) at once. It returns r's id (a fresh one when r has
+// none). Exactly one Wait for that id must follow; it ends the request.
+// Open and Wait apart serve a call whose agent is not waiting on the
+// line: a 2026-07-28 client that was answered input_required and will
+// retry.
+func (b *Broker) Open(ctx context.Context, r Request) string {
 	if r.ID == "" {
 		r.ID = NewID()
 	}
@@ -126,18 +137,32 @@ func (b *Broker) Hold(ctx context.Context, r Request, keepAlive func()) (Decisio
 	b.mu.Lock()
 	b.pending[r.ID] = e
 	b.mu.Unlock()
-	defer func() {
-		b.mu.Lock()
-		e.done = true
-		delete(b.pending, r.ID)
-		b.mu.Unlock()
-	}()
 	if b.opts.Notifier != nil {
 		if err := b.opts.Notifier.Notify(ctx, r); err != nil {
 			b.opts.Logger.Warn("approval notification failed; the call still waits", "approval", r.ID, "err", err)
 		}
 	}
-	expire := time.NewTimer(max(r.Expires.Sub(b.opts.Now()), 0))
+	return r.ID
+}
+
+// Wait blocks until the request Open registered under id is decided,
+// expires (a denial with Expired set), or ctx ends (the request is
+// withdrawn and ctx.Err() returned). Either way the request stops being
+// pending. keepAlive, if not nil, is called every KeepAliveEvery.
+func (b *Broker) Wait(ctx context.Context, id string, keepAlive func()) (Decision, error) {
+	b.mu.Lock()
+	e := b.pending[id]
+	b.mu.Unlock()
+	if e == nil {
+		return Decision{}, ErrNotFound
+	}
+	defer func() {
+		b.mu.Lock()
+		e.done = true
+		delete(b.pending, id)
+		b.mu.Unlock()
+	}()
+	expire := time.NewTimer(max(e.req.Expires.Sub(b.opts.Now()), 0))
 	defer expire.Stop()
 	tick := time.NewTicker(b.opts.KeepAliveEvery)
 	defer tick.Stop()
@@ -146,7 +171,7 @@ func (b *Broker) Hold(ctx context.Context, r Request, keepAlive func()) (Decisio
 		case d := <-e.decided:
 			return d, nil
 		case <-expire.C:
-			if d, ok := b.decide(e, Decision{Expired: true, By: "agenthelm", Reason: "the approval expired", ArgsDigest: r.ArgsDigest}); ok {
+			if d, ok := b.decide(e, Decision{Expired: true, By: "agenthelm", Reason: "the approval expired", ArgsDigest: e.req.ArgsDigest}); ok {
 				return d, nil
 			}
 			return <-e.decided, nil // a person decided at the same moment

@@ -33,7 +33,18 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 	if res, ok := e.control(ctx, call); ok {
 		return res, nil
 	}
-	l, err := e.sagaFor(ctx, call)
+	resume, err := e.takeRequestState(call)
+	if err != nil {
+		e.log.Warn("call refused: bad request state", "upstream", call.Upstream, "tool", call.Tool, "err", err)
+		telemetry.SetOutcome(ctx, telemetry.OutcomeRefused)
+		return toolError("agenthelm refused this call: " + err.Error()), nil
+	}
+	var l *live
+	if resume != nil {
+		l, err = e.liveSaga(ctx, resume.state.Saga)
+	} else {
+		l, err = e.sagaFor(ctx, call)
+	}
 	if err != nil {
 		return toolcall.Result{}, err
 	}
@@ -85,8 +96,13 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 		}
 		intent.Compensator = &comp
 	}
-	g := e.gate(ctx, l, call, rule, n, intent.ArgsDigest)
+	g := e.gate(ctx, l, call, rule, n, intent.ArgsDigest, resume)
 	intent.DecisionID = g.decisionID
+	if g.input != nil {
+		e.detach(l, call, intent, *g.held)
+		telemetry.SetOutcome(ctx, telemetry.OutcomeInputRequired)
+		return *g.input, nil
+	}
 	if g.refuse != "" {
 		return e.refuse(ctx, l, call, intent, g, done)
 	}

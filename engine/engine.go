@@ -174,6 +174,11 @@ type Engine struct {
 	live   map[string]*live  // saga id -> saga in memory
 	scopes map[string]string // scope key -> open saga id
 	closed bool
+	held   map[string]*heldApproval // approval id -> call answered input_required
+
+	// stateKey MACs request states (inputreq.go). It lives only in this
+	// process: approvals pending in it do not survive a restart either.
+	stateKey []byte
 }
 
 // original is a step's unmasked arguments and result.
@@ -239,8 +244,10 @@ func New(opts Options) *Engine {
 		un[k] = true
 	}
 	ctx, stop := context.WithCancel(context.Background())
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
 	return &Engine{opts: opts, log: opts.Logger, unwind: un, ctx: ctx, stop: stop,
-		live: map[string]*live{}, scopes: map[string]string{}}
+		live: map[string]*live{}, scopes: map[string]string{}, stateKey: key}
 }
 
 // Close stops timers and background unwinding (which resumes after a

@@ -27,6 +27,11 @@ type gateResult struct {
 	// refuse, when set, is why the call is not forwarded.
 	refuse   string
 	rejected bool // refused by a person or by expiry, not by the policy
+	// input, when set, is the answer to a call held for approval whose
+	// client will ask its user and retry (input_required); held is the
+	// pending approval that retry comes back for.
+	input *toolcall.Result
+	held  *approvals.Request
 }
 
 // Note bodies (saga.EvNote). Their "type" names them in the journal.
@@ -57,7 +62,7 @@ func note(step int, body any) saga.Event {
 
 // gate asks the policy about a call that would become step n, and holds it
 // for approval when the policy says so.
-func (e *Engine) gate(ctx context.Context, l *live, call *toolcall.Call, rule Rule, n int, digest string) gateResult {
+func (e *Engine) gate(ctx context.Context, l *live, call *toolcall.Call, rule Rule, n int, digest string, resume *resumption) gateResult {
 	if e.opts.Gate == nil {
 		return gateResult{}
 	}
@@ -93,6 +98,11 @@ func (e *Engine) gate(ctx context.Context, l *live, call *toolcall.Call, rule Ru
 		res.refuse = "agenthelm denied this call: it needs approval (" + reasons(d.Reasons, "policy") + ") and no approval channel is configured"
 		return res
 	}
+	if resume != nil {
+		// The retry of a call answered input_required: it comes back for
+		// the approval it was given, not for a new one.
+		return e.resumeHeld(ctx, l, call, in, res, resume, digest)
+	}
 	wait := d.ApprovalTimeout
 	if wait <= 0 {
 		wait = e.opts.ApprovalTimeout
@@ -121,6 +131,15 @@ func (e *Engine) gate(ctx context.Context, l *live, call *toolcall.Call, rule Ru
 		return res
 	}
 	e.log.Info("call held for approval", "saga", l.id(), "step", n, "tool", call.Tool, "approval", req.ID, "expires", req.Expires.Format(time.RFC3339))
+	if call.CanRequestInput {
+		// A 2026-07-28 client with elicitation: answer input_required now;
+		// its user answers in the client and the call comes back, while
+		// the out-of-band channels work as for any held call (rule 23).
+		e.opts.Approvals.Open(ctx, req)
+		r := e.inputRequired(req, principalOf(in, call), call, digest)
+		res.input, res.held = &r, &req
+		return res
+	}
 	actx, span := e.opts.Tracer.StartInternal(ctx, telemetry.SpanApprovalWait, attribute.String("agenthelm.approval.id", req.ID))
 	e.opts.Tracer.Metrics().ApprovalHeld(ctx)
 	askCtx, stopAsking := context.WithCancel(actx)
@@ -140,15 +159,23 @@ func (e *Engine) gate(ctx context.Context, l *live, call *toolcall.Call, rule Ru
 	span.SetAttributes(telemetry.ApprovalResultKey.String(result), attribute.String("agenthelm.approval.by", dec.By))
 	span.End()
 	e.opts.Tracer.Metrics().ApprovalResolved(ctx, result, e.opts.Now().Sub(req.Created))
+	return e.settle(res, req, dec, err, digest)
+}
+
+// settle turns how an approval ended into the gate's result: the decision
+// note for the journal and, unless it was approved for exactly these
+// arguments, why the call is refused. err is why the wait ended without a
+// decision (the agent withdrew the call).
+func (e *Engine) settle(res gateResult, req approvals.Request, dec approvals.Decision, err error, digest string) gateResult {
 	if err != nil {
 		dec = approvals.Decision{By: "agent", Reason: "the agent withdrew the call: " + err.Error(), At: e.opts.Now(), ArgsDigest: digest}
 	}
-	res.notes = append(res.notes, note(n, approvalNote{Type: "approval_decided", ID: req.ID, Decision: &dec}))
+	res.notes = append(res.notes, note(req.Step, approvalNote{Type: "approval_decided", ID: req.ID, Decision: &dec}))
 	switch {
 	case dec.Approved && dec.ArgsDigest == digest:
-		e.log.Info("call approved", "saga", l.id(), "step", n, "approval", req.ID, "by", dec.By)
+		e.log.Info("call approved", "saga", req.Saga, "step", req.Step, "approval", req.ID, "by", dec.By)
 	case dec.Expired:
-		res.refuse, res.rejected = fmt.Sprintf("agenthelm denied this call: its approval (%s) expired after %s without a decision", req.ID, wait), true
+		res.refuse, res.rejected = fmt.Sprintf("agenthelm denied this call: its approval (%s) expired after %s without a decision", req.ID, req.Expires.Sub(req.Created).Round(time.Second)), true
 	default:
 		why := dec.Reason
 		if why == "" {
@@ -260,6 +287,23 @@ func (e *Engine) askInClient(ctx context.Context, call *toolcall.Call, req appro
 		close(done)
 		return done
 	}
+	params := approvalQuestion(req)
+	go func() {
+		defer close(done)
+		res, err := call.Ask(ctx, "elicitation/create", params)
+		if err != nil || res.Error != nil {
+			return // the out-of-band channels still work
+		}
+		e.takeAnswer(call, req, res.Result)
+	}()
+	return done
+}
+
+// approvalQuestion is the elicitation that asks the person at the agent's
+// client to approve a held call: with 2025-11-25 clients an
+// elicitation/create request, with 2026-07-28 clients an input request of
+// an input_required result.
+func approvalQuestion(req approvals.Request) json.RawMessage {
 	params, _ := jsonrpc.Marshal(map[string]any{
 		"message": fmt.Sprintf("agenthelm holds this call for approval: %s/%s %s\n\nWhy: %s\nApproval %s expires at %s.",
 			req.Upstream, req.Tool, req.Arguments, reasons(req.Reasons, "policy"), req.ID, req.Expires.Format(time.RFC3339)),
@@ -272,33 +316,31 @@ func (e *Engine) askInClient(ctx context.Context, call *toolcall.Call, req appro
 			"required": []string{"approve"},
 		},
 	})
-	go func() {
-		defer close(done)
-		res, err := call.Ask(ctx, "elicitation/create", params)
-		if err != nil || res.Error != nil {
-			return // the out-of-band channels still work
-		}
-		var answer struct {
-			Action  string `json:"action"`
-			Content struct {
-				Approve bool   `json:"approve"`
-				Reason  string `json:"reason"`
-			} `json:"content"`
-		}
-		if json.Unmarshal(res.Result, &answer) != nil {
-			return
-		}
-		by := "client"
-		if call.Client.Name != "" {
-			by = "client:" + call.Client.Name
-		}
-		switch answer.Action {
-		case "accept":
-			_, _ = e.opts.Approvals.Decide(req.ID, answer.Content.Approve, by, answer.Content.Reason)
-		case "decline":
-			_, _ = e.opts.Approvals.Decide(req.ID, false, by, "declined in the client")
-		}
-		// "cancel": the person dismissed the question; others may decide.
-	}()
-	return done
+	return params
+}
+
+// takeAnswer decides a held call as the person at the agent's client
+// answered the approval question (an elicitation result). "cancel", or an
+// answer that does not parse, decides nothing: others may still decide.
+func (e *Engine) takeAnswer(call *toolcall.Call, req approvals.Request, result json.RawMessage) {
+	var answer struct {
+		Action  string `json:"action"`
+		Content struct {
+			Approve bool   `json:"approve"`
+			Reason  string `json:"reason"`
+		} `json:"content"`
+	}
+	if json.Unmarshal(result, &answer) != nil {
+		return
+	}
+	by := "client"
+	if call.Client.Name != "" {
+		by = "client:" + call.Client.Name
+	}
+	switch answer.Action {
+	case "accept":
+		_, _ = e.opts.Approvals.Decide(req.ID, answer.Content.Approve, by, answer.Content.Reason)
+	case "decline":
+		_, _ = e.opts.Approvals.Decide(req.ID, false, by, "declined in the client")
+	}
 }

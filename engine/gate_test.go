@@ -41,6 +41,11 @@ decision := {"allow": false, "require_approval": false, "reasons": ["fail is for
 
 func startGated(t *testing.T, mode string) (*stack, *approvals.Broker) {
 	t.Helper()
+	return startGatedWith(t, mode, gatePolicy)
+}
+
+func startGatedWith(t *testing.T, mode, gatePolicy string) (*stack, *approvals.Broker) {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "authz.rego"), []byte(gatePolicy), 0o644); err != nil {

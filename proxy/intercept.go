@@ -75,6 +75,7 @@ func (s *Session) interceptToolCall(ctx context.Context, r *request, msg *jsonrp
 		}
 	}
 	call.Transport.Headers = s.p.selectedHeaders(hdr)
+	call.CanRequestInput = canRequestInput(pv, msg.Params)
 	if call.Client.Name == "" {
 		call.Client = metaClientInfo(msg.Params)
 	}
@@ -235,6 +236,19 @@ func metaClientInfo(params json.RawMessage) toolcall.ClientInfo {
 		_ = json.Unmarshal(jsonrpc.Member(meta, "io.modelcontextprotocol/clientInfo"), &ci)
 	}
 	return ci
+}
+
+// canRequestInput reports whether a tools/call may be answered
+// input_required: its protocol revision has multi round-trip requests
+// (2026-07-28 on) and the request's _meta declares elicitation among the
+// client's capabilities.
+func canRequestInput(protocolVersion string, params json.RawMessage) bool {
+	if protocolVersion < "2026-07-28" {
+		return false
+	}
+	caps := jsonrpc.Member(jsonrpc.Member(params, "_meta"), "io.modelcontextprotocol/clientCapabilities")
+	el := jsonrpc.Member(caps, "elicitation")
+	return el != nil && string(el) != "null"
 }
 
 // notSent reports whether a Send error proves the frame never reached the

@@ -54,6 +54,9 @@ const (
 	OutcomeDenied    Outcome = "denied"      // the policy (or a human) said no
 	OutcomeRefused   Outcome = "refused"     // agenthelm refused it (saga not open, journal down)
 	OutcomeUnwound   Outcome = "rolled_back" // the call failed and its saga was unwound
+	// OutcomeInputRequired: held for approval, answered input_required so
+	// that a 2026-07-28 client asks its user and retries.
+	OutcomeInputRequired Outcome = "input_required"
 )
 
 // Metrics records agenthelm's instruments. A nil *Metrics records nothing,

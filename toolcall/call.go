@@ -64,6 +64,13 @@ type Call struct {
 	// when the client did not declare the elicitation capability (2025-11-25
 	// and older sessions) or cannot be reached this way.
 	Ask func(ctx context.Context, method string, params json.RawMessage) (Result, error)
+
+	// CanRequestInput: the client speaks MCP 2026-07-28 or later and
+	// declared the elicitation capability in this request's _meta, so a
+	// tools/call may be answered with resultType "input_required" (an
+	// elicitation for the client to fulfil) and will come back as a retry
+	// carrying inputResponses and the requestState.
+	CanRequestInput bool
 }
 
 // Meta returns params._meta, or nil.

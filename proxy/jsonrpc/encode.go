@@ -257,3 +257,42 @@ func SetMember(obj json.RawMessage, name string, value json.RawMessage) (json.Ra
 	out = append(out, value...)
 	return append(out, '}'), nil
 }
+
+// DeleteMembers returns a copy of the JSON object obj without the named
+// top-level members (absent ones are ignored). The other members keep
+// their values byte for byte, in order. It fails when obj is not one JSON
+// object, or when a named member is ambiguous (see Member): removing one
+// of two spellings would leave the other for a server to read.
+func DeleteMembers(obj json.RawMessage, names ...string) (json.RawMessage, error) {
+	ms, err := members(bytes.TrimSpace(obj))
+	if err != nil {
+		return nil, err
+	}
+	drop := make([]bool, len(ms))
+	for _, name := range names {
+		if _, _, err := findMember(ms, name); errors.Is(err, ErrAmbiguousMember) {
+			return nil, err
+		}
+		for i, m := range ms {
+			if m.name == name {
+				drop[i] = true
+			}
+		}
+	}
+	trimmed := bytes.TrimSpace(obj)
+	out := make([]byte, 0, len(trimmed))
+	out = append(out, '{')
+	for i, m := range ms {
+		if drop[i] {
+			continue
+		}
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		key, _ := Marshal(m.name)
+		out = append(out, key...)
+		out = append(out, ':')
+		out = append(out, trimmed[m.start:m.end]...)
+	}
+	return append(out, '}'), nil
+}

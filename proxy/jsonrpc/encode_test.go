@@ -100,3 +100,27 @@ func TestKindString(t *testing.T) {
 		}
 	}
 }
+
+func TestDeleteMembers(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		names []string
+		want  string
+		err   bool
+	}{
+		{`{"name":"x","requestState":"s","inputResponses":{"a":{"action":"accept"}},"arguments":{"n": 1.50}}`, []string{"requestState", "inputResponses"}, `{"name":"x","arguments":{"n": 1.50}}`, false},
+		{`{"name":"x"}`, []string{"requestState"}, `{"name":"x"}`, false},
+		{` {} `, []string{"a"}, `{}`, false},
+		{`{"requestState":"a","RequestState":"b"}`, []string{"requestState"}, "", true},
+		{`[1]`, []string{"a"}, "", true},
+	} {
+		got, err := DeleteMembers(json.RawMessage(tc.in), tc.names...)
+		if (err != nil) != tc.err {
+			t.Errorf("DeleteMembers(%s): err = %v, want error %v", tc.in, err, tc.err)
+			continue
+		}
+		if !tc.err && string(got) != tc.want {
+			t.Errorf("DeleteMembers(%s) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}
