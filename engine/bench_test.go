@@ -64,7 +64,7 @@ func BenchmarkToolCall(b *testing.B) {
 				front := httptest.NewServer(p.Handler())
 				defer front.Close()
 				cs, err := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "1"}, nil).Connect(ctx,
-					&mcp.StreamableClientTransport{Endpoint: front.URL + "/mcp/echo"}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+					&mcp.StreamableClientTransport{Endpoint: front.URL + "/mcp/echo", HTTPClient: benchClient}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -72,6 +72,7 @@ func BenchmarkToolCall(b *testing.B) {
 				var next atomic.Int64
 				var wg sync.WaitGroup
 				b.ResetTimer()
+				cpu0, cpuOK := processCPUTime()
 				start := time.Now()
 				for range conc {
 					wg.Add(1)
@@ -87,6 +88,9 @@ func BenchmarkToolCall(b *testing.B) {
 				}
 				wg.Wait()
 				b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+				if cpu1, ok := processCPUTime(); ok && cpuOK {
+					b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-µs/call")
+				}
 				if n := commits.Load(); n > 0 {
 					b.ReportMetric(float64(records64.Load())/float64(n), "records/commit")
 					b.ReportMetric(float64(commitNS.Load())/float64(n)/1e6, "ms/commit")
@@ -95,6 +99,15 @@ func BenchmarkToolCall(b *testing.B) {
 		}
 	}
 }
+
+// benchClient keeps a connection per concurrent caller: with Go's default
+// of two idle connections per host most calls would dial anew, and the
+// benchmark would measure TCP handshakes.
+var benchClient = &http.Client{Transport: func() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	return t
+}()}
 
 func itoa(n int) string {
 	if n < 10 {

@@ -59,6 +59,16 @@ func excerpt(b []byte) string {
 	return s
 }
 
+// sharedTransport carries the requests of every HTTP upstream that has no
+// client of its own. Go's default keeps two idle connections per host: a
+// sidecar relaying many concurrent calls to one upstream would close and
+// redial a connection for most calls (and pile up sockets in TIME_WAIT).
+var sharedTransport = func() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	return t
+}()
+
 // newHTTPClient returns the client for one upstream: the configured one (or
 // a default one) that refuses redirects to another origin, so that static
 // headers such as API keys are never sent to a host they were not meant for.
@@ -66,6 +76,9 @@ func newHTTPClient(base *http.Client) *http.Client {
 	c := &http.Client{}
 	if base != nil {
 		*c = *base //nolint:govet // copying the exported config fields is intended
+	}
+	if c.Transport == nil {
+		c.Transport = sharedTransport
 	}
 	next := c.CheckRedirect
 	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
