@@ -11,6 +11,8 @@ import (
 
 	"github.com/agenthelm/agenthelm/engine"
 	"github.com/agenthelm/agenthelm/journal"
+	"github.com/agenthelm/agenthelm/policies"
+	"github.com/agenthelm/agenthelm/policy"
 	"github.com/agenthelm/agenthelm/proxy"
 	"github.com/agenthelm/agenthelm/proxy/upstream"
 	"github.com/agenthelm/agenthelm/saga"
@@ -20,9 +22,10 @@ import (
 
 // BenchmarkToolCall measures a proxied tools/call (an echo on an MCP server
 // over streamable HTTP) with the saga engine journaling with fsync, with the
-// engine journaling without fsync (journal.sync: none), and with no engine
-// at all, at concurrency 1 and 16, in one run so the ratios are
-// comparable on a noisy machine:
+// engine journaling without fsync (journal.sync: none), with no engine at
+// all, and journaling with fsync behind the shipped policies (the gate's
+// added cost: compare with journal-sync), at concurrency 1 and 16, in one
+// run so the ratios are comparable on a noisy machine:
 //
 //	go test -run '^$' -bench ToolCall -benchtime 2000x ./engine/
 func BenchmarkToolCall(b *testing.B) {
@@ -37,14 +40,14 @@ func BenchmarkToolCall(b *testing.B) {
 	defer up.Close()
 
 	for _, conc := range []int{1, 16} {
-		for _, mode := range []string{"passthrough", "journal-nosync", "journal-sync"} {
+		for _, mode := range []string{"passthrough", "journal-nosync", "journal-sync", "journal-sync+policy"} {
 			b.Run(mode+"/conc="+itoa(conc), func(b *testing.B) {
 				ctx := context.Background()
 				var commits, records64, commitNS atomic.Int64
 				var ic toolcall.Interceptor = toolcall.Passthrough{}
 				var p *proxy.Proxy
 				if mode != "passthrough" {
-					j, err := journal.Open(ctx, journal.Options{Dir: b.TempDir(), Sync: mode == "journal-sync",
+					j, err := journal.Open(ctx, journal.Options{Dir: b.TempDir(), Sync: mode != "journal-nosync",
 						OnCommit: func(records int, d time.Duration) {
 							commits.Add(1)
 							records64.Add(int64(records))
@@ -54,7 +57,19 @@ func BenchmarkToolCall(b *testing.B) {
 						b.Fatal(err)
 					}
 					defer j.Close(ctx)
-					e := engine.New(engine.Options{Journal: j, Invoker: invoker{&p}, Eval: jqEval,
+					var gate engine.Gate
+					if mode == "journal-sync+policy" {
+						dir, err := policies.WriteTo(b.TempDir())
+						if err != nil {
+							b.Fatal(err)
+						}
+						pe, err := policy.New(ctx, policy.Options{Dir: dir, Mode: policy.ModeEnforce})
+						if err != nil {
+							b.Fatal(err)
+						}
+						gate = pe
+					}
+					e := engine.New(engine.Options{Journal: j, Invoker: invoker{&p}, Eval: jqEval, Gate: gate,
 						Rules: rules{"echo": {Compensate: &saga.Compensator{Tool: "echo", Args: "{message: .args.message}"}}}, IdleCommit: time.Hour})
 					defer e.Close(ctx)
 					ic = e
