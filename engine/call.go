@@ -262,6 +262,8 @@ func classify(res toolcall.Result, err error) (saga.StepStatus, string) {
 		return saga.ProtocolError, FailProtocolError
 	case err == nil && res.IsToolError():
 		return saga.ToolError, FailToolError
+	case err == nil && inputRequired(res.Result):
+		return saga.InputRequired, ""
 	case err == nil:
 		return saga.Succeeded, ""
 	case errors.Is(err, toolcall.ErrNotSent):
@@ -273,6 +275,14 @@ func classify(res toolcall.Result, err error) (saga.StepStatus, string) {
 	}
 	// The call was sent and no answer came: it may have run.
 	return saga.InDoubt, FailUpstreamDown
+}
+
+// inputRequired reports whether a tools/call result is incomplete: the
+// upstream (MCP 2026-07-28) asks the client for input first, and the
+// client will send the call again, which becomes a step of its own.
+func inputRequired(result json.RawMessage) bool {
+	var rt string
+	return json.Unmarshal(jsonrpc.Member(result, "resultType"), &rt) == nil && rt == "input_required"
 }
 
 // capture runs a step's pre-image call.

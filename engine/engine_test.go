@@ -103,6 +103,22 @@ func itemServer(t *testing.T) (*httptest.Server, *ledger) {
 		}
 		return text("done"), nil, nil
 	})
+	// confirm creates like create, but first asks the client for input
+	// (2026-07-28 multi round-trip) when the call carries no answer.
+	mcp.AddTool(srv, &mcp.Tool{Name: "confirm"}, func(ctx context.Context, req *mcp.CallToolRequest, in nameArgs) (*mcp.CallToolResult, any, error) {
+		if len(req.Params.InputResponses) == 0 || req.Params.RequestState != "upstream-state" {
+			return &mcp.CallToolResult{
+				InputRequests: mcp.InputRequestMap{"sure": &mcp.ElicitParams{Message: "create " + in.Name + "?",
+					RequestedSchema: map[string]any{"type": "object", "properties": map[string]any{"ok": map[string]any{"type": "boolean"}}}}},
+				RequestState: "upstream-state",
+			}, nil, nil
+		}
+		led.mu.Lock()
+		defer led.mu.Unlock()
+		led.items[in.Name] = true
+		led.ops = append(led.ops, "confirm "+in.Name)
+		return text("created " + in.Name), nil, nil
+	})
 	mcp.AddTool(srv, &mcp.Tool{Name: "fail"}, func(ctx context.Context, req *mcp.CallToolRequest, in struct{}) (*mcp.CallToolResult, any, error) {
 		return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: "mailbox unavailable"}}}, nil, nil
 	})

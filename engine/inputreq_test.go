@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agenthelm/agenthelm/engine"
+	"github.com/agenthelm/agenthelm/proxy"
 	"github.com/agenthelm/agenthelm/saga"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -186,5 +188,42 @@ func TestInputRequiredNeverRetried(t *testing.T) {
 	n := notes(t, s)
 	if d := n["approval_decided"]; len(d) != 1 || !strings.Contains(string(d[0]), `"expired":true`) {
 		t.Errorf("approval notes = %s, want the expiry", d)
+	}
+}
+
+// TestUpstreamInputRequired: an upstream's own input_required result is a
+// step that did nothing (never compensated); the client's retry, with the
+// upstream's request state passed through untouched, is the step that
+// does the work.
+func TestUpstreamInputRequired(t *testing.T) {
+	undo := &saga.Compensator{Tool: "delete", Args: "{name: .args.name}"}
+	s := newStack(t, "", engine.Options{Rules: rules{"confirm": {Compensate: undo}, "create": {Compensate: undo}}}, proxy.Options{})
+	var asked atomic.Int32
+	cs := client2026(t, s, "agent", func(*mcp.ElicitRequest) *mcp.ElicitResult {
+		asked.Add(1)
+		return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"ok": true}}
+	})
+	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "confirm", Arguments: map[string]any{"name": "c"}})
+	if err != nil || res.IsError || asked.Load() != 1 {
+		t.Fatalf("confirm answered %+v, %v after %d questions", res, err, asked.Load())
+	}
+	res, err = cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "fail"})
+	if err != nil || !res.IsError {
+		t.Fatalf("fail answered %+v, %v", res, err)
+	}
+	ops, items := s.led.snapshot()
+	if strings.Join(ops, ", ") != "confirm c, delete c" || len(items) != 0 {
+		t.Errorf("upstream ran %v (items left %v), want the confirmed create undone once", ops, items)
+	}
+	sg, err := s.e.Load(context.Background(), only(t, s.j).Saga)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, st := range sg.Steps {
+		got = append(got, st.Tool+":"+string(st.Status)+":"+string(st.Comp.Status))
+	}
+	if want := "confirm:input_required:, confirm:succeeded:compensated, fail:tool_error:"; strings.Join(got, ", ") != want {
+		t.Errorf("steps = %s, want %s", strings.Join(got, ", "), want)
 	}
 }

@@ -45,6 +45,11 @@ const (
 	InDoubt StepStatus = "in_doubt"
 	// Denied: refused by policy or approval, never forwarded.
 	Denied StepStatus = "denied"
+	// InputRequired: the upstream answered resultType "input_required"
+	// (MCP 2026-07-28): it needs input from the agent's client before it
+	// does the work, which comes back as a new call (a new step). Never
+	// compensated.
+	InputRequired StepStatus = "input_required"
 )
 
 // mayHaveRun reports whether a step's effects may exist without the proxy

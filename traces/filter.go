@@ -37,7 +37,7 @@ type Filter struct {
 var outcomes = []string{
 	string(saga.InFlight), string(saga.NotSent), string(saga.Succeeded), string(saga.ToolError),
 	string(saga.ProtocolError), string(saga.HTTPStatus), string(saga.Timeout), string(saga.Cancelled),
-	string(saga.InDoubt), string(saga.Denied),
+	string(saga.InDoubt), string(saga.Denied), string(saga.InputRequired),
 	string(saga.CompDone), string(saga.CompFailed), string(saga.CompNeedsHuman),
 	string(saga.CompIrreversible), string(saga.CompResolved), string(saga.CompSkipped),
 }

@@ -114,7 +114,7 @@ func callStatus(s saga.StepStatus) string {
 		return StatusDenied
 	case saga.InFlight:
 		return StatusRunning
-	case saga.ToolError, saga.ProtocolError, saga.HTTPStatus, saga.Timeout, saga.Cancelled, saga.InDoubt, saga.NotSent:
+	case saga.ToolError, saga.ProtocolError, saga.HTTPStatus, saga.Timeout, saga.Cancelled, saga.InDoubt, saga.NotSent, saga.InputRequired:
 		return StatusFailed
 	}
 	return string(s)

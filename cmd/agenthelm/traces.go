@@ -638,6 +638,9 @@ func addUndo(n *node, h *traces.History, st *saga.Step, p func(status, text stri
 	case st.Status == saga.Denied || st.Status == saga.NotSent:
 		n.add("undo    none needed (the call was not sent)")
 		return
+	case st.Status == saga.InputRequired:
+		n.add("undo    none needed (the upstream asked for input and did not run it)")
+		return
 	case st.ReadOnly:
 		n.add("undo    none needed (read-only)")
 		return
