@@ -387,6 +387,9 @@ func (e *Engine) scopeKey(call *toolcall.Call) string {
 			return "trace:" + id
 		}
 	}
+	if call.TokenSubject != "" {
+		return "agent:" + call.TokenSubject
+	}
 	if e.opts.AgentHeader != "" {
 		if v := call.Transport.Headers[http.CanonicalHeaderKey(e.opts.AgentHeader)]; v != "" {
 			return "agent:" + v

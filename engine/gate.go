@@ -225,6 +225,8 @@ func (e *Engine) policyInput(l *live, call *toolcall.Call, rule Rule) policy.Inp
 		ReadOnly: rule.ReadOnly, Irreversible: rule.Irreversible, Idempotent: rule.Idempotent}
 	agent := policy.AgentInfo{Client: call.Client}
 	switch {
+	case call.TokenSubject != "":
+		agent.ID, agent.Source = call.TokenSubject, policy.AgentFromToken
 	case e.opts.AgentHeader != "" && call.Transport.Headers[http.CanonicalHeaderKey(e.opts.AgentHeader)] != "":
 		agent.ID, agent.Source = call.Transport.Headers[http.CanonicalHeaderKey(e.opts.AgentHeader)], policy.AgentFromHeader
 	case call.Client.Name != "":

@@ -50,6 +50,14 @@ func (p *Proxy) guard(h http.HandlerFunc) http.HandlerFunc {
 			writeHTTPError(w, http.StatusNotFound, nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "%v", p.unknownUpstream(r.PathValue("upstream"))))
 			return
 		}
+		if p.opts.VerifyToken != nil {
+			if _, err := p.opts.VerifyToken(r.Header.Get("Authorization")); err != nil {
+				p.log.Warn("request refused: bearer token not accepted", "remote", r.RemoteAddr, "err", err)
+				w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+				writeHTTPError(w, http.StatusUnauthorized, nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "%v", err))
+				return
+			}
+		}
 		h(w, r)
 	}
 }

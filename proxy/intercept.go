@@ -76,6 +76,10 @@ func (s *Session) interceptToolCall(ctx context.Context, r *request, msg *jsonrp
 	}
 	call.Transport.Headers = s.p.selectedHeaders(hdr)
 	call.CanRequestInput = canRequestInput(pv, msg.Params)
+	if v := s.p.opts.VerifyToken; v != nil && hdr != nil {
+		// Verified by the door already; this reads the verifier's cache.
+		call.TokenSubject, _ = v(hdr.Get("Authorization"))
+	}
 	if call.Client.Name == "" {
 		call.Client = metaClientInfo(msg.Params)
 	}

@@ -45,6 +45,13 @@ type Options struct {
 	// tools/list answer of every upstream: agenthelm's own control tools.
 	// The interceptor must answer calls to them. Nil adds nothing.
 	ExtraTools json.RawMessage
+	// VerifyToken, if set, verifies the bearer token in an Authorization
+	// header value and returns the agent's identity ("" and no error when
+	// the value is empty). A request whose token does not verify is
+	// refused with 401 before anything is relayed; a verified subject
+	// becomes each call's TokenSubject. Nil: tokens are ignored (and, like
+	// any credential, never relayed upstream).
+	VerifyToken func(authorization string) (string, error)
 	// OnSessionEnd, if set, is called after an agent session ended (DELETE,
 	// its stdio process exiting, idleness, its upstream dying), so the saga
 	// engine can commit a session-scoped saga.

@@ -53,6 +53,10 @@ type Call struct {
 	Transport Transport
 	// Client is the agent's self-description when it sent one.
 	Client ClientInfo
+	// TokenSubject is the agent's identity from its verified bearer token
+	// ("" without one, or when no verifier is configured): unlike Client
+	// and headers, which the agent asserts, its issuer signed it.
+	TokenSubject string
 
 	// Notify sends a notification to the agent on this call's stream
 	// (progress while a call is held for approval). It may be nil when the
