@@ -18,8 +18,11 @@ import (
 
 // BenchmarkEcho measures tools/call echo on server-everything over stdio:
 // directly (go-sdk client over CommandTransport), through agenthelm serve
-// (streamable HTTP front door to the stdio upstream) and through agenthelm
-// wrap, each at concurrency 1 and 16 on one session, in the same run.
+// (streamable HTTP front door to the stdio upstream), through a serve whose
+// journal does not fsync (serve-nosync: journal.sync none) and through
+// agenthelm wrap, each at concurrency 1 and 16 on one session, in the same
+// run. thru-x-nosync is serve's throughput relative to serve-nosync's: what
+// durable journaling costs on a real server.
 //
 // ns/op is wall time divided by the number of calls (at concurrency 16 that
 // is the inverse of throughput); lat-ns is the mean latency of one call;
@@ -37,17 +40,28 @@ import (
 func BenchmarkEcho(b *testing.B) {
 	argv := testservers.Everything(b)
 	direct := map[int][2]float64{} // concurrency -> ns/op, lat-ns
+	nosync := map[int]float64{}    // concurrency -> ns/op of serve-nosync
 	for _, conc := range []int{1, 16} {
-		for _, path := range []string{"direct", "serve", "wrap"} {
+		for _, path := range []string{"direct", "serve-nosync", "serve", "wrap"} {
 			b.Run(fmt.Sprintf("%s/c%d", path, conc), func(b *testing.B) {
 				cs := benchSession(b, path, argv)
 				nsop, lat := runEcho(b, cs, conc)
 				b.ReportMetric(lat, "lat-ns")
-				if path == "direct" {
+				switch {
+				case path == "direct":
 					direct[conc] = [2]float64{nsop, lat}
-				} else if d, ok := direct[conc]; ok && d[0] > 0 {
+				case direct[conc][0] > 0:
+					d := direct[conc]
 					b.ReportMetric(nsop/d[0], "x-direct")
 					b.ReportMetric(lat/d[1], "lat-x-direct")
+				}
+				switch {
+				case path == "serve-nosync":
+					nosync[conc] = nsop
+				case path == "serve" && nosync[conc] > 0:
+					// Throughput of the journaled call relative to the same
+					// call journaled without fsync (journal.sync: none).
+					b.ReportMetric(nosync[conc]/nsop, "thru-x-nosync")
 				}
 			})
 		}
@@ -83,8 +97,11 @@ func benchSession(b *testing.B, path string, argv []string) *mcp.ClientSession {
 				reapLeftovers(kids, 5*time.Second)
 			}
 		})
-	case "serve":
+	case "serve", "serve-nosync":
 		srv, err := sharedServe(b)
+		if path == "serve-nosync" {
+			srv, err = nosyncServe(b)
+		}
 		if err != nil {
 			b.Fatal(err)
 		}

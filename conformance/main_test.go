@@ -208,6 +208,12 @@ type serveProc struct {
 // startServe writes config (YAML, with journal.dir filled in) into a new
 // directory and runs `agenthelm serve` on it until the mcp listener is up.
 func startServe(name, config string) (*serveProc, error) {
+	return startServeJournal(name, "", config)
+}
+
+// startServeJournal is startServe with extra journal settings, such as
+// "sync: none" (a YAML flow-mapping body, without braces).
+func startServeJournal(name, journal, config string) (*serveProc, error) {
 	bin, err := agenthelmBin()
 	if err != nil {
 		return nil, err
@@ -218,7 +224,7 @@ func startServe(name, config string) (*serveProc, error) {
 	}
 	cfg := filepath.Join(dir, "agenthelm.yaml")
 	config = proxyConfig + "listen: {mcp: 127.0.0.1:0, http: 127.0.0.1:0, admin: 127.0.0.1:0}\n" +
-		"journal: {dir: " + yamlString(filepath.Join(dir, "data")) + "}\n" + config
+		"journal: {dir: " + yamlString(filepath.Join(dir, "data")) + journalExtra(journal) + "}\n" + config
 	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
 		return nil, err
 	}
@@ -336,6 +342,28 @@ func sharedServe(tb testing.TB) (*serveProc, error) {
 			}
 		}
 		s, err := startServe("serve", b.String())
+		if err != nil {
+			return nil, err
+		}
+		track(s.p)
+		return s, nil
+	})
+}
+
+func journalExtra(s string) string {
+	if s == "" {
+		return ""
+	}
+	return ", " + s
+}
+
+// nosyncServe is a serve process whose journal does not fsync, with
+// server-everything over stdio: the baseline of the journaled call in
+// BenchmarkEcho.
+func nosyncServe(tb testing.TB) (*serveProc, error) {
+	ev := testservers.Everything(tb)
+	return fixture("serve-nosync", func() (*serveProc, error) {
+		s, err := startServeJournal("serve-nosync", "sync: none", fmt.Sprintf("upstreams:\n  everything: {command: %s}\n", yamlList(ev...)))
 		if err != nil {
 			return nil, err
 		}
