@@ -226,15 +226,21 @@ var resultNames = map[string]bool{"result": true, "result_json": true}
 // naming it (to_entries, .[], ..) is not detected. An expression that does
 // not parse is reported as needing the result: it cannot run anyway.
 func NeedsResult(expr string) bool {
+	return mentionsAny(expr, resultNames)
+}
+
+// mentionsAny reports whether expr names one of names the way NeedsResult
+// describes; an expression that does not parse counts as naming them.
+func mentionsAny(expr string, names map[string]bool) bool {
 	q, err := gojq.Parse(expr)
 	if err != nil {
 		return true
 	}
-	return mentions(reflect.ValueOf(q))
+	return mentions(reflect.ValueOf(q), names)
 }
 
-// mentions walks a gojq AST value for a name in resultNames.
-func mentions(v reflect.Value) bool {
+// mentions walks a gojq AST value for a name in names.
+func mentions(v reflect.Value, names map[string]bool) bool {
 	switch v.Kind() {
 	case reflect.Pointer, reflect.Interface:
 		if v.IsNil() {
@@ -243,37 +249,37 @@ func mentions(v reflect.Value) bool {
 		if v.Kind() == reflect.Pointer && v.CanInterface() {
 			switch n := v.Interface().(type) {
 			case *gojq.Index:
-				if resultNames[n.Name] {
+				if names[n.Name] {
 					return true
 				}
 			case *gojq.String:
-				if len(n.Queries) == 0 && resultNames[n.Str] {
+				if len(n.Queries) == 0 && names[n.Str] {
 					return true
 				}
 			case *gojq.ObjectKeyVal:
 				// {result: ...} only builds a key named result; the
 				// shorthand {result} or {"result"} reads .result.
-				if n.Val == nil && (resultNames[n.Key] || n.KeyString != nil && resultNames[n.KeyString.Str]) {
+				if n.Val == nil && (names[n.Key] || n.KeyString != nil && names[n.KeyString.Str]) {
 					return true
 				}
-				return mentions(reflect.ValueOf(n.KeyQuery)) || mentions(reflect.ValueOf(n.Val)) ||
-					n.KeyString != nil && mentions(reflect.ValueOf(n.KeyString.Queries))
+				return mentions(reflect.ValueOf(n.KeyQuery), names) || mentions(reflect.ValueOf(n.Val), names) ||
+					n.KeyString != nil && mentions(reflect.ValueOf(n.KeyString.Queries), names)
 			case *gojq.PatternObject:
-				if resultNames[n.Key] || resultNames[strings.TrimPrefix(n.Key, "$")] {
+				if names[n.Key] || names[strings.TrimPrefix(n.Key, "$")] {
 					return true
 				}
 			}
 		}
-		return mentions(v.Elem())
+		return mentions(v.Elem(), names)
 	case reflect.Struct:
 		for i := range v.NumField() {
-			if mentions(v.Field(i)) {
+			if mentions(v.Field(i), names) {
 				return true
 			}
 		}
 	case reflect.Slice:
 		for i := range v.Len() {
-			if mentions(v.Index(i)) {
+			if mentions(v.Index(i), names) {
 				return true
 			}
 		}

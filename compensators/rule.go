@@ -76,11 +76,12 @@ type entry struct {
 
 // New builds the rules from cfg: each upstream's packs in the order listed
 // (a later pack wins for a tool both cover), then the upstream's tools
-// rules over them. A configured tool that says how it is undone (read_only,
-// irreversible, compensate or capture) replaces the pack's way of undoing
-// it; its flags (idempotent, errors_may_leave_effects, on_error: continue)
-// add to the pack's. New compiles every expression and reports all that do
-// not compile, and unknown packs, naming the field.
+// rules over them, and a rule per route of a REST upstream (route.go). A
+// configured tool that says how it is undone (read_only, irreversible,
+// compensate or capture) replaces the pack's way of undoing it; its flags
+// (idempotent, errors_may_leave_effects, on_error: continue) add to the
+// pack's. New compiles every expression and reports all that do not
+// compile, and unknown packs, naming the field.
 func New(cfg *config.Config) (*Set, error) {
 	s := &Set{rules: map[string]map[string]entry{}, trusted: map[string]bool{}, ann: map[string]map[string]Annotations{}}
 	var errs []error
@@ -108,6 +109,7 @@ func New(cfg *config.Config) (*Set, error) {
 		}
 		s.rules[up] = tools
 	}
+	errs = append(errs, s.addRoutes(cfg.Routes)...)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

@@ -49,7 +49,8 @@ type Listen struct {
 	// MCP is the MCP front door (/mcp/<upstream>, legacy SSE under
 	// /sse/<upstream>). Empty: no MCP front door.
 	MCP string `yaml:"mcp"`
-	// HTTP is the HTTP tool proxy for REST upstreams. Empty: no HTTP proxy.
+	// HTTP is the HTTP tool proxy for REST upstreams; it listens only when
+	// some upstream has http. Empty: no HTTP proxy.
 	HTTP string `yaml:"http"`
 	// Admin is the admin API, /metrics and health checks. Required: the
 	// CLI talks to a running sidecar through it.
@@ -394,10 +395,13 @@ type Route struct {
 	Upstream string `yaml:"upstream"`
 	// Method is the request's HTTP method, in upper case. Required.
 	Method string `yaml:"method"`
-	// Path is the request path, starting with "/". Required.
+	// Path is the request path after /<upstream>, starting with "/". A
+	// segment written {name} matches any one non-empty segment (except "."
+	// and ".."), which compensations see as .request.params.name; a literal
+	// segment wins over a placeholder. Required.
 	Path string `yaml:"path"`
 	// Tool is the tool name the call gets in policy input, the journal and
-	// traces. Required.
+	// traces, unique per upstream among routes. Required.
 	Tool string `yaml:"tool"`
 	// Compensate is the request that undoes this one. Nil: none (the step
 	// is irreversible unless read-only).
@@ -412,8 +416,9 @@ type Route struct {
 }
 
 // HTTPCall is a request to the same REST upstream built with jq. Its
-// expressions see .request {method, path, query, headers, body} and
-// .response {status, headers, body} of the original call, and .capture.
+// expressions see .request {method, path, params, query, headers, body}
+// and .response {status, headers, body} of the original call, and
+// .capture.
 type HTTPCall struct {
 	// Method is the HTTP method, in upper case. Required.
 	Method string `yaml:"method"`

@@ -482,6 +482,7 @@ func checkMethod(ps *problems, p fieldPath, m string) {
 func (c *Config) checkRoutes(ps *problems) {
 	base := fieldPath{}.key("routes")
 	seen := map[[3]string]int{}
+	tools := map[[2]string]int{}
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		p := base.idx(i)
@@ -501,15 +502,35 @@ func (c *Config) checkRoutes(ps *problems) {
 			ps.add(p.key("path"), "%q must start with /", r.Path)
 		case strings.ContainsAny(r.Path, "?# \t\r\n"):
 			ps.add(p.key("path"), "%q must be a plain path, without query, fragment or spaces", r.Path)
+		default:
+			shape, err := checkRoutePath(r.Path)
+			if err != nil {
+				ps.add(p.key("path"), "%v", err)
+				break
+			}
+			// Placeholders that differ only in name match the same requests.
+			key := [3]string{r.Upstream, r.Method, shape}
+			if j, dup := seen[key]; dup && c.Routes[j].Path == r.Path {
+				ps.add(p, "same upstream, method and path as routes[%d]", j)
+			} else if dup {
+				ps.add(p.key("path"), "%q matches the same requests as routes[%d] (%q): placeholders differ only in name", r.Path, j, c.Routes[j].Path)
+			} else {
+				seen[key] = i
+			}
 		}
-		if strings.TrimSpace(r.Tool) == "" {
+		switch {
+		case strings.TrimSpace(r.Tool) == "":
 			ps.add(p.key("tool"), "required: the tool name policy, the journal and traces use")
-		}
-		key := [3]string{r.Upstream, r.Method, r.Path}
-		if j, dup := seen[key]; dup {
-			ps.add(p, "same upstream, method and path as routes[%d]", j)
-		} else {
-			seen[key] = i
+		case strings.HasPrefix(r.Tool, ReservedToolPrefix):
+			ps.add(p.key("tool"), "%q: names starting with %s are reserved for agenthelm's control tools", r.Tool, ReservedToolPrefix)
+		default:
+			// Rules are found by upstream and tool name: a name is one route.
+			key := [2]string{r.Upstream, r.Tool}
+			if j, dup := tools[key]; dup {
+				ps.add(p.key("tool"), "%q is already the tool of routes[%d]: tool names are unique per upstream", r.Tool, j)
+			} else {
+				tools[key] = i
+			}
 		}
 		if cmp := r.Compensate; cmp != nil {
 			cp := p.key("compensate")

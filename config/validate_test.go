@@ -176,13 +176,24 @@ func TestValidateErrors(t *testing.T) {
 			`agenthelm.yaml:3: routes[0].method: required`,
 			`agenthelm.yaml:4: routes[1].method: "post": write methods in upper case, POST`,
 			`agenthelm.yaml:5: routes[2].method: "FETCH" is not an HTTP method (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE, CONNECT)`}},
-		{"route path and tool", rest + "routes:\n  - {upstream: pay, method: GET}\n  - {upstream: pay, method: GET, path: v1/a, tool: a}\n  - {upstream: pay, method: GET, path: /v1/a?x=1, tool: a}\n", []string{
+		{"route path and tool", rest + "routes:\n  - {upstream: pay, method: GET}\n  - {upstream: pay, method: GET, path: v1/a, tool: a}\n  - {upstream: pay, method: GET, path: /v1/a?x=1, tool: b}\n", []string{
 			`agenthelm.yaml:3: routes[0].path: required`,
 			`agenthelm.yaml:3: routes[0].tool: required: the tool name policy, the journal and traces use`,
 			`agenthelm.yaml:4: routes[1].path: "v1/a" must start with /`,
 			`agenthelm.yaml:5: routes[2].path: "/v1/a?x=1" must be a plain path, without query, fragment or spaces`}},
 		{"route duplicate", rest + "routes:\n  - {upstream: pay, method: POST, path: /v1/charges, tool: charge}\n  - {upstream: pay, method: POST, path: /v1/charges, tool: charge2}\n",
 			[]string{`agenthelm.yaml:4: routes[1]: same upstream, method and path as routes[0]`}},
+		{"route placeholders", rest + "routes:\n  - {upstream: pay, method: GET, path: '/v1/{a}x', tool: a}\n  - {upstream: pay, method: GET, path: '/v1/{1a}', tool: b}\n  - {upstream: pay, method: GET, path: '/v1/{a}/{a}', tool: c}\n  - {upstream: pay, method: GET, path: '/v1/../admin', tool: d}\n  - {upstream: pay, method: GET, path: '/v1/{}', tool: e}\n", []string{
+			`agenthelm.yaml:3: routes[0].path: "/v1/{a}x": a placeholder is a whole segment, {name}, its name made of letters, digits and _ (got "{a}x")`,
+			`agenthelm.yaml:4: routes[1].path: "/v1/{1a}": a placeholder is a whole segment, {name}, its name made of letters, digits and _ (got "{1a}")`,
+			`agenthelm.yaml:5: routes[2].path: "/v1/{a}/{a}" uses the placeholder {a} twice`,
+			`agenthelm.yaml:6: routes[3].path: "/v1/../admin" has a ".." segment: request paths are matched as sent, never normalized, so it would never match`,
+			`agenthelm.yaml:7: routes[4].path: "/v1/{}": a placeholder is a whole segment, {name}, its name made of letters, digits and _ (got "{}")`}},
+		{"route placeholder clash", rest + "routes:\n  - {upstream: pay, method: DELETE, path: '/v1/charges/{id}', tool: a}\n  - {upstream: pay, method: DELETE, path: '/v1/charges/{charge}', tool: b}\n  - {upstream: pay, method: DELETE, path: /v1/charges/all, tool: c}\n", []string{
+			`agenthelm.yaml:4: routes[1].path: "/v1/charges/{charge}" matches the same requests as routes[0] ("/v1/charges/{id}"): placeholders differ only in name`}},
+		{"route tool names", rest + "routes:\n  - {upstream: pay, method: POST, path: /a, tool: t}\n  - {upstream: pay, method: PUT, path: /a, tool: t}\n  - {upstream: pay, method: POST, path: /c, tool: agenthelm_commit}\n", []string{
+			`agenthelm.yaml:4: routes[1].tool: "t" is already the tool of routes[0]: tool names are unique per upstream`,
+			`agenthelm.yaml:5: routes[2].tool: "agenthelm_commit": names starting with agenthelm_ are reserved for agenthelm's control tools`}},
 		{"route compensate", rest + "routes:\n  - upstream: pay\n    method: POST\n    path: /v1/charges\n    tool: charge\n    compensate:\n      body: '{charge: .response.body.id'\n      headers: {\"X Y\": '\"a\"', X-Reason: ''}\n", []string{
 			`agenthelm.yaml:7: routes[0].compensate.method: required`,
 			`agenthelm.yaml:7: routes[0].compensate.path: required: a jq expression`,

@@ -4,10 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
+	"time"
 
 	"github.com/agenthelm/agenthelm/config"
+	"github.com/agenthelm/agenthelm/proxy/httptool"
 	"github.com/agenthelm/agenthelm/proxy/upstream"
+	"github.com/agenthelm/agenthelm/toolcall"
 )
 
 // defaultConfigFile is read when --config is not given and it exists.
@@ -66,4 +70,45 @@ func upstreamSpec(name string, u config.Upstream) (upstream.Spec, error) {
 		spec.Transport = "streamable-http"
 	}
 	return spec, nil
+}
+
+// restUpstreams returns the REST upstreams (upstreams.<name>.http) for the
+// HTTP tool proxy, resolving ${VAR} references in their headers now, at
+// start.
+func restUpstreams(cfg *config.Config) (map[string]httptool.Upstream, error) {
+	ups := map[string]httptool.Upstream{}
+	for _, name := range cfg.UpstreamNames() {
+		u := cfg.Upstreams[name]
+		if u.Kind() != config.KindREST {
+			continue
+		}
+		headers, err := u.ResolvedHeaders()
+		if err != nil {
+			return nil, fmt.Errorf("upstreams.%s.headers: %w", name, err)
+		}
+		ups[name] = httptool.Upstream{URL: u.HTTP, Headers: headers}
+	}
+	return ups, nil
+}
+
+// newHTTPTool builds the HTTP tool proxy for the REST upstreams and routes,
+// handing routed calls to ic. It does not listen (see startSidecar).
+func newHTTPTool(cfg *config.Config, log *slog.Logger, ic toolcall.Interceptor) (*httptool.Proxy, error) {
+	ups, err := restUpstreams(cfg)
+	if err != nil {
+		return nil, err
+	}
+	routes := make([]httptool.Route, 0, len(cfg.Routes))
+	for _, r := range cfg.Routes {
+		routes = append(routes, httptool.Route{Upstream: r.Upstream, Method: r.Method, Path: r.Path, Tool: r.Tool})
+	}
+	return httptool.New(httptool.Options{
+		Upstreams:    ups,
+		Routes:       routes,
+		Interceptor:  ic,
+		Logger:       log.With("component", "httptool"),
+		MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes),
+		CallTimeout:  time.Duration(cfg.Limits.CallTimeout),
+		AgentHeader:  cfg.Saga.AgentHeader,
+	})
 }

@@ -16,6 +16,8 @@ type runFile struct {
 	PID   int    `json:"pid"`
 	MCP   string `json:"mcp"`
 	Admin string `json:"admin"`
+	// HTTP is the HTTP tool proxy's address; empty when it does not listen.
+	HTTP string `json:"http,omitempty"`
 }
 
 func writeRunFile(dataDir string, rf runFile) error {

@@ -18,7 +18,9 @@ func newServeCmd(g *globals) *cobra.Command {
 		Use:   "serve",
 		Short: "Run the sidecar: MCP front door, HTTP tool proxy and admin API",
 		Long: `serve runs agenthelm as a sidecar. Agents reach upstream NAME at
-http://<listen.mcp>/mcp/NAME (streamable HTTP) or /sse/NAME (legacy SSE).
+http://<listen.mcp>/mcp/NAME (streamable HTTP) or /sse/NAME (legacy SSE),
+and a REST upstream NAME at http://<listen.http>/NAME/<path>, where the
+routes in agenthelm.yaml say which requests are tool calls.
 Health and metrics are on listen.admin. SIGINT or SIGTERM stops it
 gracefully: listeners close, open calls get limits.shutdown_grace to finish,
 then upstream processes are stopped.`,

@@ -43,6 +43,7 @@ type sidecarProc struct {
 	done   chan error
 	mcp    string
 	admin  string
+	http   string // the HTTP tool proxy, when it listens
 	config string
 }
 
@@ -75,6 +76,8 @@ func startServe(t *testing.T, configYAML string) *sidecarProc {
 				sp.mcp = m[2]
 			case "admin":
 				sp.admin = m[2]
+			case "http":
+				sp.http = m[2]
 			}
 		}
 	}

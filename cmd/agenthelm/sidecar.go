@@ -21,31 +21,34 @@ type sidecar struct {
 	stack   *stack
 	servers []*http.Server
 	lns     []net.Listener // mcp, admin
+	httpLn  net.Listener   // the HTTP tool proxy's; nil when it does not listen
 	served  chan error
 	dataDir string
 }
 
 // startSidecar opens the stack (recovering unfinished sagas before any
-// traffic), listens on cfg.Listen.MCP and cfg.Listen.Admin, records the
-// addresses for the CLI, logs one "listening" line per listener and serves.
+// traffic), listens on cfg.Listen.MCP and cfg.Listen.Admin, and on
+// cfg.Listen.HTTP when there are REST upstreams, records the addresses for
+// the CLI, logs one "listening" line per listener and serves.
 func startSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger) (*sidecar, error) {
 	specs, err := upstreamSpecs(cfg)
 	if err != nil {
 		return nil, err
 	}
-	if len(specs) == 0 {
-		log.Warn("no MCP upstreams configured: the MCP front door answers 404 until some are added to the config")
-	}
 	st, err := openStack(ctx, cfg, log, specs)
 	if err != nil {
 		return nil, err
+	}
+	rest := st.http.UpstreamNames()
+	if len(specs) == 0 && len(rest) == 0 {
+		log.Warn("no MCP upstreams configured: the MCP front door answers 404 until some are added to the config")
 	}
 	token, err := admin.LoadOrCreateToken(cfg.Admin.Token, cfg.Admin.TokenFile, cfg.Journal.Dir)
 	if err != nil {
 		_ = st.Close(ctx)
 		return nil, err
 	}
-	s := &sidecar{stack: st, served: make(chan error, 2), dataDir: cfg.Journal.Dir}
+	s := &sidecar{stack: st, served: make(chan error, 3), dataDir: cfg.Journal.Dir}
 	st.startChecks(st.proxy.UpstreamNames())
 	for _, l := range []struct {
 		addr, field string
@@ -65,10 +68,32 @@ func startSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger) (*s
 		}
 		s.lns, s.servers = append(s.lns, ln), append(s.servers, newHTTPServer(l.h, log))
 	}
+	switch {
+	case len(rest) == 0:
+		log.Debug("no REST upstreams: the HTTP tool proxy does not listen")
+	case cfg.Listen.HTTP == "":
+		log.Warn("listen.http is empty: agents cannot reach the REST upstreams (compensations still can)", "upstreams", rest)
+	default:
+		if s.httpLn, err = listen(cfg.Listen.HTTP, "listen.http"); err != nil {
+			for _, ln := range s.lns {
+				ln.Close()
+			}
+			_ = st.Close(ctx)
+			return nil, err
+		}
+	}
 	// The CLI finds the admin API through the run file: write it before
 	// the "listening" lines that tell scripts the sidecar is up.
-	if err := writeRunFile(s.dataDir, runFile{PID: os.Getpid(), MCP: s.lns[0].Addr().String(), Admin: s.adminAddr()}); err != nil {
+	rf := runFile{PID: os.Getpid(), MCP: s.lns[0].Addr().String(), Admin: s.adminAddr()}
+	if s.httpLn != nil {
+		rf.HTTP = s.httpLn.Addr().String()
+	}
+	if err := writeRunFile(s.dataDir, rf); err != nil {
 		log.Warn("could not record the sidecar's addresses for the CLI", "err", err)
+	}
+	if s.httpLn != nil {
+		log.Info("listening", "listener", "http", "addr", s.httpLn.Addr().String(), "upstreams", rest)
+		go func() { s.served <- st.http.Serve(s.httpLn) }()
 	}
 	for i, ln := range s.lns {
 		log.Info("listening", "listener", []string{"mcp", "admin"}[i], "addr", ln.Addr().String())
@@ -101,18 +126,32 @@ func (s *sidecar) Close(ctx context.Context) error {
 	// GET and legacy SSE streams end only when told: Shutdown would
 	// otherwise wait for them until ctx's deadline.
 	s.stack.proxy.CloseStreams()
+	httpClosed := make(chan error, 1)
+	if s.httpLn != nil {
+		// Its held and in-flight calls get until ctx's deadline too.
+		go func() { httpClosed <- s.stack.http.Close(ctx) }()
+	} else {
+		httpClosed <- nil
+	}
 	for _, srv := range s.servers {
 		if err := srv.Shutdown(ctx); err != nil {
 			_ = srv.Close()
 			errs = append(errs, err)
 		}
 	}
-	for range s.servers {
+	if err := <-httpClosed; err != nil {
+		errs = append(errs, err)
+	}
+	listeners := len(s.servers)
+	if s.httpLn != nil {
+		listeners++
+	}
+	for range listeners {
 		if err := <-s.served; err != nil {
 			errs = append(errs, err)
 		}
 	}
-	s.servers = nil
+	s.servers, s.httpLn = nil, nil
 	errs = append(errs, s.stack.Close(ctx))
 	removeRunFile(s.dataDir)
 	return errors.Join(errs...)

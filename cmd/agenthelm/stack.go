@@ -20,6 +20,7 @@ import (
 	"github.com/agenthelm/agenthelm/policies"
 	"github.com/agenthelm/agenthelm/policy"
 	"github.com/agenthelm/agenthelm/proxy"
+	"github.com/agenthelm/agenthelm/proxy/httptool"
 	"github.com/agenthelm/agenthelm/proxy/upstream"
 	"github.com/agenthelm/agenthelm/saga"
 	"github.com/agenthelm/agenthelm/telemetry"
@@ -35,6 +36,7 @@ type stack struct {
 	journal   *journal.Journal
 	engine    *engine.Engine
 	proxy     *proxy.Proxy
+	http      *httptool.Proxy // REST upstreams: the HTTP tool proxy, and its Invoke for compensations
 	rules     rules
 	telemetry *telemetry.Providers
 	policy    *policy.Engine
@@ -134,9 +136,11 @@ func openStack(ctx context.Context, cfg *config.Config, log *slog.Logger, specs 
 	if cfg.Saga.AgentHeader != "" {
 		callHeaders = append(callHeaders, cfg.Saga.AgentHeader)
 	}
+	// Both front doors hand their calls to the one interceptor.
+	interceptor := telemetry.ServerInterceptor(s.engine, tel.Tracer())
 	s.proxy = proxy.New(proxy.Options{
 		Upstreams:    specs,
-		Interceptor:  telemetry.ServerInterceptor(s.engine, tel.Tracer()),
+		Interceptor:  interceptor,
 		Logger:       log,
 		MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes),
 		CallTimeout:  time.Duration(cfg.Limits.CallTimeout),
@@ -144,6 +148,14 @@ func openStack(ctx context.Context, cfg *config.Config, log *slog.Logger, specs 
 		OnSessionEnd: s.engine.EndScope,
 		ExtraTools:   extraTools,
 	})
+	if s.http, err = newHTTPTool(cfg, log, interceptor); err != nil {
+		_ = s.proxy.Close(ctx)
+		_ = s.engine.Close(ctx)
+		s.removePolicyTmp()
+		_ = j.Close(ctx)
+		_ = tel.Shutdown(ctx)
+		return nil, err
+	}
 	if err := s.engine.Recover(ctx); err != nil {
 		// Sagas that cannot be recovered are reported; the others go on.
 		log.Error("recovery incomplete", "err", err)
@@ -165,24 +177,33 @@ func (s *stack) Close(ctx context.Context) error {
 	s.stop()
 	s.bg.Wait()
 	perr := s.proxy.Close(ctx)
+	herr := s.http.Close(ctx)
 	eerr := s.engine.Close(ctx)
 	jerr := s.journal.Close(context.WithoutCancel(ctx))
 	s.removePolicyTmp()
 	terr := s.telemetry.Shutdown(context.WithoutCancel(ctx))
-	return errors.Join(perr, eerr, jerr, terr)
+	return errors.Join(perr, herr, eerr, jerr, terr)
 }
 
-// lazyInvoker lets the engine call upstreams through the proxy, which is
-// built after the engine (the proxy needs the engine as its interceptor).
+// lazyInvoker lets the engine call upstreams through the proxies, which
+// are built after the engine (they need it as their interceptor): REST
+// upstreams through the HTTP tool proxy, MCP servers through the MCP proxy.
 type lazyInvoker struct{ s *stack }
 
 func (l lazyInvoker) InvokeSpec(ctx context.Context, spec upstream.Spec, envNames []string, method string, params json.RawMessage) (toolcall.Result, error) {
+	if spec.Transport == restTransport {
+		return l.s.http.InvokeSpec(ctx, spec, envNames, method, params)
+	}
 	return l.s.proxy.InvokeSpec(ctx, spec, envNames, method, params)
 }
 
+// restTransport is how the journal records a REST upstream (saga.Launch).
+const restTransport = string(config.KindREST)
+
 // describeUpstreams says how each upstream is reached, for the journal
-// (rule 29): commands, directories, URLs and the names (never the values)
-// of the environment variables a stdio server is given.
+// (rule 29): commands, directories, URLs (a REST API's base URL, with
+// transport "http") and the names (never the values) of the environment
+// variables a stdio server is given.
 func describeUpstreams(specs map[string]upstream.Spec, cfg *config.Config) func(string) *saga.Launch {
 	launches := map[string]*saga.Launch{}
 	for name, sp := range specs {
@@ -193,10 +214,18 @@ func describeUpstreams(specs map[string]upstream.Spec, cfg *config.Config) func(
 		slices.Sort(l.EnvNames)
 		launches[name] = l
 	}
+	for name, u := range cfg.Upstreams {
+		if u.Kind() == config.KindREST {
+			launches[name] = &saga.Launch{Transport: restTransport, URL: u.HTTP}
+		}
+	}
 	return func(name string) *saga.Launch { return launches[name] }
 }
 
 func (l lazyInvoker) Invoke(ctx context.Context, up, session, method string, params json.RawMessage) (toolcall.Result, error) {
+	if l.s.http != nil && l.s.http.Has(up) {
+		return l.s.http.Invoke(ctx, up, session, method, params)
+	}
 	return l.s.proxy.Invoke(ctx, up, session, method, params)
 }
 

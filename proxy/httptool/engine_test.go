@@ -1,0 +1,245 @@
+package httptool
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agenthelm/agenthelm/compensators"
+	"github.com/agenthelm/agenthelm/config"
+	"github.com/agenthelm/agenthelm/engine"
+	"github.com/agenthelm/agenthelm/internal/paymentsapi"
+	"github.com/agenthelm/agenthelm/journal"
+	"github.com/agenthelm/agenthelm/policy"
+	"github.com/agenthelm/agenthelm/saga"
+	"github.com/agenthelm/agenthelm/toolcall"
+)
+
+// These tests put the real saga engine (with a Badger journal, the
+// compensator rules built from configuration, and OPA where a test is
+// about policy) behind the proxy, as agenthelm serve does.
+
+// routesConfig declares the payments API's routes; $API and $DOWN are
+// replaced by base URLs.
+const routesConfig = `
+upstreams:
+  payments: {http: "$API"}
+  down: {http: "$DOWN"}
+routes:
+  - upstream: payments
+    method: POST
+    path: /v1/charges
+    tool: charge
+    compensate:
+      method: POST
+      path: '"/v1/refunds"'
+      body: '{charge: .response.body.id}'
+      headers: {X-Reason: '"rollback of " + .request.path'}
+  - {upstream: payments, method: DELETE, path: '/v1/charges/{id}', tool: cancel_charge}
+  - {upstream: payments, method: POST, path: /v1/fail, tool: fail}
+  - {upstream: payments, method: POST, path: /v1/slow, tool: slow}
+  - {upstream: down, method: POST, path: /v1/anything, tool: anything}
+`
+
+// ruleSet gives the engine the compensator rules (what cmd/agenthelm's
+// rules type does).
+type ruleSet struct{ set *compensators.Set }
+
+func (r ruleSet) Rule(upstream, tool string) engine.Rule {
+	c := r.set.Rule(upstream, tool)
+	return engine.Rule{ReadOnly: c.ReadOnly, Irreversible: c.Irreversible, Idempotent: c.Idempotent,
+		ErrorsMayLeaveEffects: c.ErrorsMayLeaveEffects, ContinueOnError: c.ContinueOnError, Compensate: c.Compensate}
+}
+
+// lazyInvoker lets the engine reach the proxy that is built after it.
+type lazyInvoker struct{ p **Proxy }
+
+func (l lazyInvoker) Invoke(ctx context.Context, up, session, method string, params json.RawMessage) (toolcall.Result, error) {
+	return (*l.p).Invoke(ctx, up, session, method, params)
+}
+
+type engineSetup struct {
+	api    *paymentsapi.API
+	base   string // the proxy's base URL
+	engine *engine.Engine
+}
+
+// startEngine runs the engine behind a proxy for routesConfig. policyRego,
+// if not empty, is the policy; otherwise every call is allowed.
+func startEngine(t *testing.T, policyRego string, callTimeout time.Duration) *engineSetup {
+	t.Helper()
+	api := paymentsapi.Start(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "http://" + ln.Addr().String()
+	ln.Close()
+	yaml := strings.NewReplacer("$API", api.URL, "$DOWN", down).Replace(routesConfig)
+	cfg, err := config.Parse([]byte(yaml), "agenthelm.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := compensators.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	j, err := journal.Open(ctx, journal.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p *Proxy
+	opts := engine.Options{
+		Journal: j, Invoker: lazyInvoker{&p}, Rules: ruleSet{set}, Eval: compensators.Eval,
+		AgentHeader: "X-Agent-Id", IdleCommit: time.Hour, CallTimeout: callTimeout,
+		Retry: saga.Policy{MaxAttempts: 3, InitialBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
+	}
+	if policyRego != "" {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "authz.rego"), []byte(policyRego), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		gate, err := policy.New(ctx, policy.Options{Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.Gate = gate
+	}
+	e := engine.New(opts)
+	var routes []Route
+	for _, r := range cfg.Routes {
+		routes = append(routes, Route{Upstream: r.Upstream, Method: r.Method, Path: r.Path, Tool: r.Tool})
+	}
+	p, base := startProxy(t, Options{
+		Upstreams:   map[string]Upstream{"payments": {URL: api.URL}, "down": {URL: down}},
+		Routes:      routes,
+		Interceptor: e,
+		AgentHeader: "X-Agent-Id",
+		CallTimeout: callTimeout,
+	})
+	// Cleanups run last first: the proxy closes before the engine and
+	// the journal.
+	t.Cleanup(func() {
+		_ = e.Close(ctx)
+		_ = j.Close(ctx)
+	})
+	return &engineSetup{api: api, base: base, engine: e}
+}
+
+// TestEngineUnwindsCharge: a charge, then a call that fails; the charge is
+// refunded exactly once under the key derived from the saga, and the
+// failing answer is the upstream's with a rollback summary header.
+func TestEngineUnwindsCharge(t *testing.T) {
+	s := startEngine(t, "", 5*time.Second)
+	r := send(t, "POST", s.base+"/payments/v1/charges", `{"amount":700,"currency":"eur"}`, "X-Agent-Id", "bot")
+	id := r.header.Get("X-Agenthelm-Saga")
+	if r.status != http.StatusCreated || id == "" || r.header.Get("X-Ledger") != "paymentsapi" {
+		t.Fatalf("charge: %d %v %s", r.status, r.header, r.body)
+	}
+	r = send(t, "POST", s.base+"/payments/v1/fail", ``, "X-Agent-Id", "bot")
+	if r.status != http.StatusInternalServerError || !strings.Contains(r.body, "failed on purpose") {
+		t.Fatalf("failing call: %d %s, want the API's 500", r.status, r.body)
+	}
+	if got := r.header.Get("X-Agenthelm-Saga"); got != id {
+		t.Errorf("failing call's saga = %q, want %q", got, id)
+	}
+	rb := r.header.Get("X-Agenthelm-Rollback")
+	if !strings.Contains(rb, "agenthelm rolled back saga "+id) || !strings.Contains(rb, "step 1 charge (undone by POST /v1/refunds)") {
+		t.Errorf("X-AgentHelm-Rollback = %q", rb)
+	}
+	refunds := s.api.Refunds()
+	if len(refunds) != 1 || refunds[0].Charge != "ch_1" || refunds[0].Key != saga.IdempotencyKey(id, 1, "compensate") {
+		t.Errorf("refunds %+v, want one of ch_1 with key %s", refunds, saga.IdempotencyKey(id, 1, "compensate"))
+	}
+	for _, q := range s.api.Requests() {
+		switch q.URI {
+		case "/v1/charges":
+			if q.Header.Get("Idempotency-Key") != saga.IdempotencyKey(id, 1, "forward") {
+				t.Errorf("charge sent with Idempotency-Key %q", q.Header.Get("Idempotency-Key"))
+			}
+		case "/v1/refunds":
+			if q.Header.Get("X-Reason") != "rollback of /v1/charges" || q.Body != `{"charge":"ch_1"}` || q.Header.Get("Content-Type") != "application/json" {
+				t.Errorf("refund sent as %v %s", q.Header, q.Body)
+			}
+		}
+	}
+
+	// The saga takes no new steps: 409, not forwarded.
+	n := len(s.api.Requests())
+	r = send(t, "POST", s.base+"/payments/v1/charges", `{"amount":1}`, "X-AgentHelm-Saga", id)
+	pr := problemOf(t, r)
+	if r.status != http.StatusConflict || pr.Code != codeSagaClosed || pr.Saga != id || !strings.Contains(pr.Detail, "takes no new steps") {
+		t.Errorf("call in an unwound saga: %d %s", r.status, r.body)
+	}
+	if len(s.api.Requests()) != n {
+		t.Errorf("a call of a finished saga reached the API")
+	}
+	sg, err := s.engine.Load(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sg.Status != saga.Compensated || len(sg.Steps) != 2 || sg.Steps[0].Upstream != "payments" || sg.Steps[0].Tool != "charge" {
+		t.Errorf("saga %s: %s with %d steps", id, sg.Status, len(sg.Steps))
+	}
+}
+
+// TestEnginePolicyDenies: a Rego rule over transport.method and
+// transport.path denies; the agent gets 403 with the reasons and the API
+// is never called.
+func TestEnginePolicyDenies(t *testing.T) {
+	s := startEngine(t, `package agenthelm.authz
+
+default decision := {"allow": true, "require_approval": false, "reasons": []}
+
+decision := {"allow": false, "require_approval": false, "reasons": [sprintf("%s %s: cancelling charges is off", [input.transport.method, input.transport.path]), "ask finance"]} if {
+	input.transport.method == "DELETE"
+	startswith(input.transport.path, "/v1/charges/")
+	input.arguments.params.id != ""
+}
+`, 5*time.Second)
+	r := send(t, "DELETE", s.base+"/payments/v1/charges/ch_9", "", "X-Agent-Id", "bot")
+	pr := problemOf(t, r)
+	want := []string{"DELETE /v1/charges/ch_9: cancelling charges is off", "ask finance"}
+	if r.status != http.StatusForbidden || pr.Code != codeDenied || pr.Tool != "cancel_charge" || strings.Join(pr.Reasons, "|") != strings.Join(want, "|") {
+		t.Errorf("denied call: %d %s, want 403 denied with reasons %q", r.status, r.body, want)
+	}
+	if n := len(s.api.Requests()); n != 0 {
+		t.Errorf("the API got %d requests, want none", n)
+	}
+}
+
+// TestEngineUpstreamFailures: an upstream that is down (502) or does not
+// answer in time (504) unwinds the saga; the problem carries the rollback.
+func TestEngineUpstreamFailures(t *testing.T) {
+	s := startEngine(t, "", 300*time.Millisecond)
+	for i, tc := range []struct {
+		path   string
+		status int
+		code   string
+	}{
+		{"/down/v1/anything", http.StatusBadGateway, codeUpstreamDown},
+		{"/payments/v1/slow", http.StatusGatewayTimeout, codeUpstreamTimeout},
+	} {
+		agent := []string{"X-Agent-Id", tc.code}
+		if r := send(t, "POST", s.base+"/payments/v1/charges", `{"amount":5}`, agent...); r.status != http.StatusCreated {
+			t.Fatalf("charge: %d %s", r.status, r.body)
+		}
+		r := send(t, "POST", s.base+tc.path, `{}`, agent...)
+		pr := problemOf(t, r)
+		var rb engine.Rollback
+		_ = json.Unmarshal(pr.Rollback, &rb)
+		if r.status != tc.status || pr.Code != tc.code || rb.Status != saga.Compensated || pr.Saga != rb.Saga || r.header.Get("X-Agenthelm-Rollback") == "" {
+			t.Errorf("%s: %d %s, want %d %s with a compensated rollback", tc.path, r.status, r.body, tc.status, tc.code)
+		}
+		if refunds := s.api.Refunds(); len(refunds) != i+1 || refunds[i].Charge != "ch_"+string(rune('1'+i)) {
+			t.Errorf("after %s: refunds %+v", tc.path, refunds)
+		}
+	}
+}
