@@ -122,7 +122,7 @@ func (e *Engine) gate(ctx context.Context, l *live, call *toolcall.Call, rule Ru
 	// The pending approval is in the journal before the call waits.
 	l.mu.Lock()
 	journaled := req
-	journaled.Arguments, _ = e.redact("args", req.Arguments)
+	journaled.Arguments, _ = e.redact(argsMember(call), req.Arguments)
 	err := e.record(ctx, l, append(res.notes, note(n, approvalNote{Type: "approval_requested", ID: req.ID, Request: &journaled}))...)
 	l.mu.Unlock()
 	res.notes = nil // journaled

@@ -138,10 +138,19 @@ func (e *Engine) compensate(ctx context.Context, sagaID string, st *saga.Step, a
 		if err != nil {
 			return fail(err)
 		}
-		fin.Result = res
+		fin.Result, _ = e.redact(stepResultMember(st), res)
 	}
 	fin.OK = true
 	return fin
+}
+
+// stepResultMember is resultMember for a journaled step: a REST
+// upstream's steps record transport "http".
+func stepResultMember(st *saga.Step) string {
+	if st.Launch != nil && st.Launch.Transport == "http" {
+		return "response"
+	}
+	return "result"
 }
 
 // invokeCompensation runs the i-th call of a step's compensation under its

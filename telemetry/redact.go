@@ -144,10 +144,44 @@ func (r *Redactor) Member(name string, raw json.RawMessage) json.RawMessage {
 	if len(r.paths) > 0 {
 		var v any
 		if err := json.Unmarshal(raw, &v); err == nil {
-			paths = r.pathSet(map[string]any{name: v}, name)
+			if name == "response" {
+				paths = r.responsePaths(v)
+			} else {
+				paths = r.pathSet(map[string]any{name: v}, name)
+			}
 		}
 	}
 	return r.redact(raw, paths)
+}
+
+// responsePaths evaluates the .response paths on an HTTP tool call's
+// result, in which the response document ({status, headers, body}) is
+// structuredContent and the body's text is also a text content item. The
+// selected paths are masked under structuredContent, and when any is, the
+// text items are masked whole: they are a copy of the body that a path
+// into the JSON cannot reach.
+func (r *Redactor) responsePaths(result any) map[string]bool {
+	m, _ := result.(map[string]any)
+	sc, ok := m["structuredContent"]
+	if !ok {
+		return nil
+	}
+	inner := r.pathSet(map[string]any{"response": sc}, "response")
+	if len(inner) == 0 {
+		return nil
+	}
+	paths := make(map[string]bool, len(inner)+1)
+	prefix := string(appendKeyElem(nil, "structuredContent"))
+	for p := range inner {
+		paths[prefix+p] = true
+	}
+	content, _ := m["content"].([]any)
+	for i, c := range content {
+		if item, ok := c.(map[string]any); ok && item["type"] == "text" {
+			paths[string(appendKeyElem(appendIndexElem(appendKeyElem(nil, "content"), i), "text"))] = true
+		}
+	}
+	return paths
 }
 
 // String masks secrets in free text: a JSON object or array is handled as

@@ -80,6 +80,8 @@ func TestRedactorPaths(t *testing.T) {
 		".result.content[0].text",
 		".args.absent.deeper",
 		".args | tostring", // not a path expression: selects nothing
+		".request.body.card",
+		".response.body.token",
 	)
 	tests := []struct {
 		name, member, in, want string
@@ -90,6 +92,13 @@ func TestRedactorPaths(t *testing.T) {
 		{"paths of another member do not apply", "result", `{"card":{"number":"x"}}`, `{"card":{"number":"x"}}`},
 		{"result path", "result", `{"content":[{"type":"text","text":"s3cr3t"},{"text":"b"}]}`,
 			`{"content":[{"type":"text","text":"[REDACTED]"},{"text":"b"}]}`},
+		{"HTTP request path", "request", `{"method":"POST","body":{"card":"4","amount":5}}`, `{"method":"POST","body":{"card":"[REDACTED]","amount":5}}`},
+		{"HTTP response path masks the body and its text copy", "response",
+			`{"content":[{"type":"text","text":"{\"token\":\"t0k\",\"id\":7}"}],"structuredContent":{"status":201,"headers":{},"body":{"token":"t0k","id":7}},"isError":false}`,
+			`{"content":[{"type":"text","text":"[REDACTED]"}],"structuredContent":{"status":201,"headers":{},"body":{"token":"[REDACTED]","id":7}},"isError":false}`},
+		{"HTTP response without the path is untouched", "response",
+			`{"content":[{"type":"text","text":"ok"}],"structuredContent":{"status":200,"body":"ok"}}`,
+			`{"content":[{"type":"text","text":"ok"}],"structuredContent":{"status":200,"body":"ok"}}`},
 		{"keys still apply", "args", `{"password":"p","card":{"number":1}}`, `{"password":"[REDACTED]","card":{"number":"[REDACTED]"}}`},
 	}
 	for _, tt := range tests {

@@ -18,6 +18,7 @@ import (
 	"github.com/agenthelm/agenthelm/journal"
 	"github.com/agenthelm/agenthelm/policy"
 	"github.com/agenthelm/agenthelm/saga"
+	"github.com/agenthelm/agenthelm/telemetry"
 	"github.com/agenthelm/agenthelm/toolcall"
 )
 
@@ -68,11 +69,18 @@ type engineSetup struct {
 	api    *paymentsapi.API
 	base   string // the proxy's base URL
 	engine *engine.Engine
+	j      *journal.Journal
 }
 
 // startEngine runs the engine behind a proxy for routesConfig. policyRego,
 // if not empty, is the policy; otherwise every call is allowed.
 func startEngine(t *testing.T, policyRego string, callTimeout time.Duration) *engineSetup {
+	t.Helper()
+	return startEngineRedacting(t, policyRego, callTimeout, config.Redaction{})
+}
+
+// startEngineRedacting is startEngine with redaction of the journal.
+func startEngineRedacting(t *testing.T, policyRego string, callTimeout time.Duration, red config.Redaction) *engineSetup {
 	t.Helper()
 	api := paymentsapi.Start(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -99,6 +107,7 @@ func startEngine(t *testing.T, policyRego string, callTimeout time.Duration) *en
 	opts := engine.Options{
 		Journal: j, Invoker: lazyInvoker{&p}, Rules: ruleSet{set}, Eval: compensators.Eval,
 		AgentHeader: "X-Agent-Id", IdleCommit: time.Hour, CallTimeout: callTimeout,
+		Describe: func(string) *saga.Launch { return &saga.Launch{Transport: "http", URL: api.URL} },
 		Retry: saga.Policy{MaxAttempts: 3, InitialBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
 	}
 	if policyRego != "" {
@@ -111,6 +120,13 @@ func startEngine(t *testing.T, policyRego string, callTimeout time.Duration) *en
 			t.Fatal(err)
 		}
 		opts.Gate = gate
+	}
+	if len(red.Keys) > 0 || len(red.Paths) > 0 {
+		r, err := telemetry.NewRedactor(red)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.Redact = r.Member
 	}
 	e := engine.New(opts)
 	var routes []Route
@@ -130,7 +146,7 @@ func startEngine(t *testing.T, policyRego string, callTimeout time.Duration) *en
 		_ = e.Close(ctx)
 		_ = j.Close(ctx)
 	})
-	return &engineSetup{api: api, base: base, engine: e}
+	return &engineSetup{api: api, base: base, engine: e, j: j}
 }
 
 // TestEngineUnwindsCharge: a charge, then a call that fails; the charge is
@@ -241,5 +257,36 @@ func TestEngineUpstreamFailures(t *testing.T) {
 		if refunds := s.api.Refunds(); len(refunds) != i+1 || refunds[i].Charge != "ch_"+string(rune('1'+i)) {
 			t.Errorf("after %s: refunds %+v", tc.path, refunds)
 		}
+	}
+}
+
+// TestEngineRedactsHTTPPaths: redaction paths into .request and .response
+// mask a REST call's body in the journal (and the response's text copy),
+// while the compensation still gets the real values.
+func TestEngineRedactsHTTPPaths(t *testing.T) {
+	s := startEngineRedacting(t, "", 5*time.Second, config.Redaction{Paths: []config.Expr{
+		{Source: ".request.body.card"}, {Source: ".response.body.id"}}})
+	r := send(t, "POST", s.base+"/payments/v1/charges", `{"amount":700,"currency":"eur","card":"4000056655665556"}`, "X-Agent-Id", "bot")
+	if r.status != http.StatusCreated {
+		t.Fatalf("charge: %d %s", r.status, r.body)
+	}
+	id := r.header.Get("X-Agenthelm-Saga")
+	send(t, "POST", s.base+"/payments/v1/fail", ``, "X-Agent-Id", "bot")
+	if refunds := s.api.Refunds(); len(refunds) != 1 || refunds[0].Charge != "ch_1" {
+		t.Errorf("refunds %+v, want ch_1 refunded from the unmasked response", refunds)
+	}
+	evs, err := s.j.Events(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all strings.Builder
+	for _, ev := range evs {
+		all.Write(ev.Body)
+	}
+	if strings.Contains(all.String(), "4000056655665556") || strings.Contains(all.String(), `"id":"ch_1"`) || strings.Contains(all.String(), `"id":"re_1"`) {
+		t.Errorf("the journal holds the card or a response id in clear:\n%s", all.String())
+	}
+	if !strings.Contains(all.String(), `"card":"[REDACTED]"`) || !strings.Contains(all.String(), `"id":"[REDACTED]"`) {
+		t.Errorf("the card or the charge id is not redacted in the journal:\n%s", all.String())
 	}
 }
