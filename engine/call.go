@@ -37,7 +37,7 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 	if err != nil {
 		e.log.Warn("call refused: bad request state", "upstream", call.Upstream, "tool", call.Tool, "err", err)
 		telemetry.SetOutcome(ctx, telemetry.OutcomeRefused)
-		return toolError("agenthelm refused this call: " + err.Error()), nil
+		return refusal(toolcall.RefusedBadRequestState, "agenthelm refused this call: "+err.Error(), "", nil), nil
 	}
 	var l *live
 	if resume != nil {
@@ -57,7 +57,7 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 		l.mu.Unlock()
 		// Rule 15: an aborting or finished saga takes no new steps.
 		telemetry.SetOutcome(ctx, telemetry.OutcomeRefused)
-		return toolError(fmt.Sprintf("agenthelm refused this call: saga %s is %s and takes no new steps", id, st)), nil
+		return refusal(toolcall.RefusedSagaClosed, fmt.Sprintf("agenthelm refused this call: saga %s is %s and takes no new steps", id, st), id, nil), nil
 	}
 	if l.idle != nil {
 		l.idle.Stop()
@@ -109,7 +109,7 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 	if rule.Capture != nil && !rule.ReadOnly {
 		capture, err := e.capture(ctx, call, rule.Capture)
 		if err != nil {
-			return toolError(fmt.Sprintf("agenthelm refused this call: capturing the state it changes failed: %v", err)), nil
+			return refusal(toolcall.RefusedCaptureFailed, fmt.Sprintf("agenthelm refused this call: capturing the state it changes failed: %v", err), sagaID, nil), nil
 		}
 		intent.Capture = capture
 	}
@@ -124,7 +124,7 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 		if l.s.Status != saga.Open {
 			st := l.s.Status
 			l.mu.Unlock()
-			return toolError(fmt.Sprintf("agenthelm refused this call: saga %s is %s and takes no new steps", sagaID, st)), nil
+			return refusal(toolcall.RefusedSagaClosed, fmt.Sprintf("agenthelm refused this call: saga %s is %s and takes no new steps", sagaID, st), sagaID, nil), nil
 		}
 	}
 	fault.Point("before-intent")
@@ -139,7 +139,7 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 	}
 	if err != nil {
 		e.log.Error("intent not journaled: call refused", "saga", sagaID, "tool", call.Tool, "err", err)
-		return toolcall.Result{}, fmt.Errorf("agenthelm could not journal the call, so it was not sent: %w", err)
+		return toolcall.Result{}, fmt.Errorf("%w, so it was not sent: %w", toolcall.ErrNotJournaled, err)
 	}
 
 	params, err := withMeta(call.Params, MetaIdempotencyKey, intent.IdempotencyKey)
@@ -184,7 +184,7 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 	}
 	if err != nil {
 		e.log.Error("outcome not journaled", "saga", sagaID, "step", n, "err", err)
-		return toolcall.Result{}, fmt.Errorf("agenthelm could not journal the call's outcome (the call may have run): %w", err)
+		return toolcall.Result{}, fmt.Errorf("%w's outcome (the call may have run): %w", toolcall.ErrNotJournaled, err)
 	}
 
 	if !unwind || !aborting {
@@ -211,7 +211,7 @@ func (e *Engine) refuse(ctx context.Context, l *live, call *toolcall.Call, inten
 	if l.s.Status != saga.Open {
 		st := l.s.Status
 		l.mu.Unlock()
-		return toolError(fmt.Sprintf("%s (and saga %s is now %s)", g.refuse, l.id(), st)), nil
+		return refusal(g.kind(), fmt.Sprintf("%s (and saga %s is now %s)", g.refuse, l.id(), st), l.id(), g.reasons), nil
 	}
 	n := len(l.s.Steps) + 1
 	intent.IdempotencyKey = saga.IdempotencyKey(l.s.ID, n, "forward")
@@ -231,7 +231,7 @@ func (e *Engine) refuse(ctx context.Context, l *live, call *toolcall.Call, inten
 	}
 	e.log.Info("call refused", "saga", l.id(), "step", n, "tool", call.Tool, "why", g.refuse)
 	telemetry.SetOutcome(ctx, telemetry.OutcomeDenied)
-	res := toolError(g.refuse)
+	res := refusal(g.kind(), g.refuse, l.id(), g.reasons)
 	if !unwind || err != nil {
 		return res, nil
 	}
@@ -367,7 +367,7 @@ func (e *Engine) open(ctx context.Context, id, scope string) (*live, error) {
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
-		return nil, errors.New("agenthelm is shutting down")
+		return nil, toolcall.ErrShuttingDown
 	}
 	if l := e.live[id]; l != nil {
 		e.mu.Unlock()
@@ -507,6 +507,26 @@ func withMeta(params json.RawMessage, key, value string) (json.RawMessage, error
 		return nil, err
 	}
 	return jsonrpc.SetMember(params, "_meta", meta)
+}
+
+// refusal is the answer to a call agenthelm did not forward: a tool error
+// whose text says why (the model can adapt), and, for programs such as the
+// HTTP tool proxy, _meta["io.agenthelm/refused"] saying the same as data:
+// {kind, saga, reasons}.
+func refusal(kind, text, sagaID string, reasons []string) toolcall.Result {
+	m := map[string]any{"kind": kind}
+	if sagaID != "" {
+		m["saga"] = sagaID
+	}
+	if len(reasons) > 0 {
+		m["reasons"] = reasons
+	}
+	b, _ := jsonrpc.Marshal(map[string]any{
+		"content": []map[string]any{{"type": "text", "text": text}},
+		"isError": true,
+		"_meta":   map[string]any{toolcall.MetaRefused: m},
+	})
+	return toolcall.Result{Result: b}
 }
 
 func toolError(text string) toolcall.Result {

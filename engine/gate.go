@@ -26,7 +26,8 @@ type gateResult struct {
 	notes []saga.Event
 	// refuse, when set, is why the call is not forwarded.
 	refuse   string
-	rejected bool // refused by a person or by expiry, not by the policy
+	rejected bool     // refused by a person or by expiry, not by the policy
+	reasons  []string // the policy's reasons, or the approver's
 	// input, when set, is the answer to a call held for approval whose
 	// client will ask its user and retry (input_required); held is the
 	// pending approval that retry comes back for.
@@ -91,11 +92,13 @@ func (e *Engine) gate(ctx context.Context, l *live, call *toolcall.Call, rule Ru
 		return res
 	case policy.VerdictDeny:
 		res.refuse = "agenthelm denied this call: " + reasons(d.Reasons, "the policy did not allow it")
+		res.reasons = d.Reasons
 		return res
 	}
 	// Held for approval.
 	if e.opts.Approvals == nil {
 		res.refuse = "agenthelm denied this call: it needs approval (" + reasons(d.Reasons, "policy") + ") and no approval channel is configured"
+		res.reasons = d.Reasons
 		return res
 	}
 	if resume != nil {
@@ -176,14 +179,24 @@ func (e *Engine) settle(res gateResult, req approvals.Request, dec approvals.Dec
 		e.log.Info("call approved", "saga", req.Saga, "step", req.Step, "approval", req.ID, "by", dec.By)
 	case dec.Expired:
 		res.refuse, res.rejected = fmt.Sprintf("agenthelm denied this call: its approval (%s) expired after %s without a decision", req.ID, req.Expires.Sub(req.Created).Round(time.Second)), true
+		res.reasons = []string{"approval expired"}
 	default:
 		why := dec.Reason
 		if why == "" {
 			why = "no reason given"
 		}
 		res.refuse, res.rejected = fmt.Sprintf("agenthelm denied this call: %s rejected it (%s)", dec.By, why), true
+		res.reasons = []string{why}
 	}
 	return res
+}
+
+// kind is how a refusal is marked for programs (toolcall.Refused*).
+func (g gateResult) kind() string {
+	if g.rejected {
+		return toolcall.RefusedApprovalRejected
+	}
+	return toolcall.RefusedDenied
 }
 
 func reasons(rs []string, fallback string) string {

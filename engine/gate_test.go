@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,6 +99,9 @@ func TestGateDeniesHoldsApprovesAndExpires(t *testing.T) {
 	if !res.IsError || !strings.Contains(text(res), "fail is forbidden") {
 		t.Errorf("denied call answer = %q, want the policy's reason", text(res))
 	}
+	if m, _ := res.Meta["io.agenthelm/refused"].(map[string]any); m["kind"] != "denied" || fmt.Sprint(m["reasons"]) != "[fail is forbidden]" {
+		t.Errorf("denied call's refusal marker = %v", res.Meta["io.agenthelm/refused"])
+	}
 
 	// Held, then approved by a person while the agent waits.
 	done := make(chan *mcp.CallToolResult, 1)
@@ -126,6 +130,9 @@ func TestGateDeniesHoldsApprovesAndExpires(t *testing.T) {
 	res = s.call(t, "create", map[string]any{"name": "xena"})
 	if !res.IsError || !strings.Contains(text(res), "expired") {
 		t.Errorf("expired call answer = %q", text(res))
+	}
+	if m, _ := res.Meta["io.agenthelm/refused"].(map[string]any); m["kind"] != "approval_rejected" || m["saga"] == "" {
+		t.Errorf("expired call's refusal marker = %v", res.Meta["io.agenthelm/refused"])
 	}
 	ops, items := s.led.snapshot()
 	if strings.Join(ops, ", ") != "create a, create xavier, delete xavier, delete a" || len(items) != 0 {

@@ -136,4 +136,25 @@ var (
 	// ErrTimeout: the upstream showed no sign of life within the call
 	// timeout; the call may have run.
 	ErrTimeout = errors.New("no answer from the upstream within the call timeout")
+	// ErrNotJournaled: the interceptor could not make the call durable in
+	// its journal (an intent before sending, or an outcome after), so it
+	// refused it or could not confirm it.
+	ErrNotJournaled = errors.New("agenthelm could not journal the call")
+	// ErrShuttingDown: the interceptor takes no new calls.
+	ErrShuttingDown = errors.New("agenthelm is shutting down")
+)
+
+// MetaRefused is the _meta key of a result agenthelm gave instead of
+// forwarding a call: {"kind": one of the Refused* values, "saga": id,
+// "reasons": [..]}. The result is a tool error whose text says the same
+// for the model.
+const MetaRefused = "io.agenthelm/refused"
+
+// Kinds of refusal (MetaRefused).
+const (
+	RefusedDenied           = "denied"            // the policy denied it
+	RefusedApprovalRejected = "approval_rejected" // a person rejected it, or its approval expired
+	RefusedSagaClosed       = "saga_closed"       // its saga is aborting or finished
+	RefusedCaptureFailed    = "capture_failed"    // the pre-image capture failed
+	RefusedBadRequestState  = "bad_request_state" // a 2026-07-28 retry's requestState did not verify
 )

@@ -108,7 +108,7 @@ func startEngineRedacting(t *testing.T, policyRego string, callTimeout time.Dura
 		Journal: j, Invoker: lazyInvoker{&p}, Rules: ruleSet{set}, Eval: compensators.Eval,
 		AgentHeader: "X-Agent-Id", IdleCommit: time.Hour, CallTimeout: callTimeout,
 		Describe: func(string) *saga.Launch { return &saga.Launch{Transport: "http", URL: api.URL} },
-		Retry: saga.Policy{MaxAttempts: 3, InitialBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
+		Retry:    saga.Policy{MaxAttempts: 3, InitialBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
 	}
 	if policyRego != "" {
 		dir := t.TempDir()

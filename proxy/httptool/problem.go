@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"regexp"
 	"strings"
 	"time"
 
@@ -93,83 +92,77 @@ func forwardProblem(err error, upstream, tool string) problem {
 	return pr
 }
 
-// How the engine words the answers it gives instead of the upstream's
-// (engine/call.go, engine/gate.go). The tests run these through the real
-// engine, so a change of wording there fails here.
-const (
-	engineDenied    = "agenthelm denied this call"
-	engineNoSteps   = "takes no new steps"
-	engineNoJournal = "could not journal"
-	engineShutdown  = "agenthelm is shutting down"
-	engineRejected1 = "rejected it ("
-	engineRejected2 = "expired after"
-)
-
-var sagaInText = regexp.MustCompile(`\bsaga (\S+) is `)
-
 // engineProblem describes an answer the engine gave without a usable
-// upstream response: a refusal (a tool error result), or an error.
+// upstream response: a refusal (a tool error result marked with
+// toolcall.MetaRefused), or an error.
 func engineProblem(res toolcall.Result, err error, x *exchange, call *toolcall.Call) problem {
 	pr := problem{Upstream: call.Upstream, Tool: call.Tool, Saga: x.saga}
-	var text string
 	switch {
 	case err != nil:
-		// The engine returns a forward's error as it is, or its own.
-		if x.err != nil && errors.Is(err, x.err) {
+		pr.Detail = err.Error()
+		switch {
+		case x.err != nil && errors.Is(err, x.err):
+			// The engine returns a forward's error as it is.
 			pr = forwardProblem(err, call.Upstream, call.Tool)
 			pr.Saga = x.saga
-			return pr
+		case errors.Is(err, toolcall.ErrNotJournaled):
+			pr.Status, pr.Code = http.StatusServiceUnavailable, codeJournal
+		case errors.Is(err, toolcall.ErrShuttingDown):
+			pr.Status, pr.Code = http.StatusServiceUnavailable, codeShuttingDown
+		default:
+			pr.Status, pr.Code = http.StatusBadGateway, codeRefused
 		}
-		text = err.Error()
+		return pr
 	case res.Error != nil:
 		// A forward that failed and unwound the saga: the engine's error
 		// carries the rollback in its data.
-		text = res.Error.Message
+		pr.Detail = res.Error.Message
 		pr.Rollback = jsonrpc.Member(res.Error.Data, metaRollback)
+		pr.Status, pr.Code = http.StatusBadGateway, codeRefused
 		if x.err != nil {
 			f := forwardProblem(x.err, call.Upstream, call.Tool)
 			pr.Status, pr.Code = f.Status, f.Code
 		}
 	default:
-		text = resultText(res.Result)
-		pr.Rollback = jsonrpc.Member(jsonrpc.Member(res.Result, "_meta"), metaRollback)
-	}
-	pr.Detail = text
-	if pr.Status == 0 {
-		pr.Status, pr.Code = classifyText(text)
-	}
-	if pr.Code == codeDenied || pr.Code == codeRejected {
-		reasons, _ := strings.CutPrefix(text, engineDenied+": ")
-		pr.Reasons = strings.Split(reasons, "; ")
+		pr.Detail = resultText(res.Result)
+		meta := jsonrpc.Member(res.Result, "_meta")
+		pr.Rollback = jsonrpc.Member(meta, metaRollback)
+		var refused struct {
+			Kind    string   `json:"kind"`
+			Saga    string   `json:"saga"`
+			Reasons []string `json:"reasons"`
+		}
+		_ = json.Unmarshal(jsonrpc.Member(meta, toolcall.MetaRefused), &refused)
+		pr.Status, pr.Code = refusedStatus(refused.Kind)
+		pr.Reasons = refused.Reasons
+		if pr.Saga == "" {
+			pr.Saga = refused.Saga
+		}
 	}
 	if pr.Saga == "" {
 		var rb struct {
 			Saga string `json:"saga"`
 		}
-		if json.Unmarshal(pr.Rollback, &rb) == nil && rb.Saga != "" {
+		if json.Unmarshal(pr.Rollback, &rb) == nil {
 			pr.Saga = rb.Saga
-		} else if m := sagaInText.FindStringSubmatch(text); m != nil {
-			pr.Saga = m[1]
 		}
 	}
 	return pr
 }
 
-// classifyText maps the engine's wording to a status and code.
-func classifyText(text string) (int, string) {
-	switch {
-	case strings.Contains(text, engineNoJournal):
-		return http.StatusServiceUnavailable, codeJournal
-	case strings.HasPrefix(text, engineDenied) && (strings.Contains(text, engineRejected1) || strings.Contains(text, engineRejected2)):
-		return http.StatusForbidden, codeRejected
-	case strings.HasPrefix(text, engineDenied):
+// refusedStatus maps the kind of an engine refusal to a status and code.
+func refusedStatus(kind string) (int, string) {
+	switch kind {
+	case toolcall.RefusedDenied:
 		return http.StatusForbidden, codeDenied
-	case strings.Contains(text, engineNoSteps):
+	case toolcall.RefusedApprovalRejected:
+		return http.StatusForbidden, codeRejected
+	case toolcall.RefusedSagaClosed:
 		return http.StatusConflict, codeSagaClosed
-	case strings.HasPrefix(text, engineShutdown):
-		return http.StatusServiceUnavailable, codeShuttingDown
+	case toolcall.RefusedBadRequestState:
+		return http.StatusBadRequest, codeBadRequest
 	}
-	return http.StatusBadGateway, codeRefused
+	return http.StatusBadGateway, codeRefused // capture failed, or unmarked
 }
 
 // resultText joins the text items of a tool result; the rollback summary
