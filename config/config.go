@@ -108,6 +108,9 @@ type Saga struct {
 	// AgentHeader is the HTTP request header that carries the agent's
 	// identity. Empty: agents are not identified by a header.
 	AgentHeader string `yaml:"agent_header"`
+	// AgentToken verifies agents' bearer tokens; a verified token's claim
+	// is the agent's identity, ahead of the header and MCP clientInfo.
+	AgentToken AgentToken `yaml:"agent_token"`
 	// ControlTools adds agenthelm_commit and agenthelm_rollback to every
 	// MCP upstream's tool list so the model can end or undo its saga.
 	ControlTools bool `yaml:"control_tools"`
@@ -123,6 +126,31 @@ type Saga struct {
 	// a restart before it is aborted and unwound. Must be positive.
 	OpenGrace Duration `yaml:"open_grace"`
 }
+
+// AgentToken says how agents' bearer tokens (JWT, in the Authorization
+// header of requests to the MCP and HTTP front doors) are verified. With
+// neither KeysFile nor Secret set, tokens are not looked at (and, like
+// every credential, never passed upstream).
+type AgentToken struct {
+	// KeysFile holds the token issuer's public keys: a JWK set (JSON) or
+	// PEM public keys. Relative to agenthelm's working directory.
+	KeysFile string `yaml:"keys_file"`
+	// Secret is a shared HS256 secret of at least 32 bytes. It should be
+	// "${VAR}": it is resolved when agenthelm starts.
+	Secret string `yaml:"secret"`
+	// Claim names the claim that identifies the agent.
+	Claim string `yaml:"claim"`
+	// Issuer and Audience, when set, must match the token's iss and aud.
+	Issuer   string `yaml:"issuer"`
+	Audience string `yaml:"audience"`
+	// Required refuses requests without a token (401). False: requests
+	// without one are identified by the header or clientInfo as before;
+	// a token that is present must verify either way.
+	Required bool `yaml:"required"`
+}
+
+// Enabled reports whether agents' tokens are verified.
+func (t AgentToken) Enabled() bool { return t.KeysFile != "" || t.Secret != "" }
 
 // Saga scopes.
 const (
@@ -460,6 +488,7 @@ func Default() *Config {
 			Scope:       ScopeAgent,
 			IdleCommit:  Duration(60 * time.Second),
 			AgentHeader: "X-Agent-Id",
+			AgentToken:  AgentToken{Claim: "sub"},
 			UnwindOn:    []string{FailToolError, FailProtocolError, FailTimeout, FailUpstreamDown, FailRejected},
 			Compensation: Compensation{
 				MaxAttempts:    8,

@@ -120,6 +120,16 @@ func (w Webhook) ResolvedURL() (string, error) {
 	return v, nil
 }
 
+// ResolvedSecret returns Secret with every "${VAR}" replaced, like
+// Upstream.ResolvedEnv.
+func (t AgentToken) ResolvedSecret() (string, error) {
+	v, err := expand(t.Secret, os.LookupEnv)
+	if err != nil {
+		return "", fmt.Errorf("saga.agent_token.secret: %w", err)
+	}
+	return v, nil
+}
+
 func resolveMap(m map[string]string, p fieldPath, lookup func(string) (string, bool)) (map[string]string, error) {
 	if m == nil {
 		return nil, nil

@@ -201,6 +201,22 @@ func (c *Config) checkSaga(ps *problems) {
 	if s.AgentHeader != "" && !isToken(s.AgentHeader) {
 		ps.add(p.key("agent_header"), "%q is not a valid HTTP header name", s.AgentHeader)
 	}
+	tp := p.key("agent_token")
+	switch t := s.AgentToken; {
+	case t.KeysFile != "" && t.Secret != "":
+		ps.add(tp, "set keys_file or secret, not both")
+	case t.Secret != "" && !strings.Contains(t.Secret, "${"):
+		ps.add(tp.key("secret"), "write the secret as ${VAR} and put it in the environment, not in the file")
+	case t.Secret != "":
+		if err := checkRefs(t.Secret); err != nil {
+			ps.add(tp.key("secret"), "%v", err)
+		}
+	case !t.Enabled() && (t.Required || t.Issuer != "" || t.Audience != "" || t.Claim != "sub"):
+		ps.add(tp, "needs keys_file or secret to verify tokens with")
+	}
+	if s.AgentToken.Claim == "" {
+		ps.add(tp.key("claim"), "must not be empty (the default is sub)")
+	}
 	seen := map[string]bool{}
 	for i, k := range s.UnwindOn {
 		ip := p.key("unwind_on").idx(i)

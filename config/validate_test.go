@@ -56,6 +56,13 @@ func TestValidateErrors(t *testing.T) {
 			`agenthelm.yaml:4: saga.open_grace: must be positive, got -1s`}},
 		{"saga agent header", `saga: {agent_header: "X Agent"}`,
 			[]string{`agenthelm.yaml:1: saga.agent_header: "X Agent" is not a valid HTTP header name`}},
+		{"saga agent token: keys and secret", "saga:\n  agent_token: {keys_file: k.pem, secret: \"${S}\"}\n",
+			[]string{`agenthelm.yaml:2: saga.agent_token: set keys_file or secret, not both`}},
+		{"saga agent token: secret in the file", "saga:\n  agent_token:\n    secret: hunter2hunter2hunter2hunter2hunter2\n",
+			[]string{`agenthelm.yaml:3: saga.agent_token.secret: write the secret as ${VAR} and put it in the environment, not in the file`}},
+		{"saga agent token: nothing to verify with", "saga:\n  agent_token: {required: true, claim: \"\"}\n", []string{
+			`agenthelm.yaml:2: saga.agent_token: needs keys_file or secret to verify tokens with`,
+			`agenthelm.yaml:2: saga.agent_token.claim: must not be empty (the default is sub)`}},
 		{"saga unwind_on", "saga:\n  unwind_on:\n    - tool_error\n    - crash\n    - tool_error\n", []string{
 			`agenthelm.yaml:4: saga.unwind_on[1]: "crash" is not one of tool_error, protocol_error, timeout, upstream_down, denied, approval_rejected`,
 			`agenthelm.yaml:5: saga.unwind_on[2]: "tool_error" is listed twice`}},

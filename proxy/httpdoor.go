@@ -46,10 +46,8 @@ func (p *Proxy) guard(h http.HandlerFunc) http.HandlerFunc {
 				return
 			}
 		}
-		if _, ok := p.opts.Upstreams[r.PathValue("upstream")]; !ok {
-			writeHTTPError(w, http.StatusNotFound, nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "%v", p.unknownUpstream(r.PathValue("upstream"))))
-			return
-		}
+		// Before the upstream check: an agent without a valid token does
+		// not learn the upstreams' names.
 		if p.opts.VerifyToken != nil {
 			if _, err := p.opts.VerifyToken(r.Header.Get("Authorization")); err != nil {
 				p.log.Warn("request refused: bearer token not accepted", "remote", r.RemoteAddr, "err", err)
@@ -57,6 +55,10 @@ func (p *Proxy) guard(h http.HandlerFunc) http.HandlerFunc {
 				writeHTTPError(w, http.StatusUnauthorized, nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "%v", err))
 				return
 			}
+		}
+		if _, ok := p.opts.Upstreams[r.PathValue("upstream")]; !ok {
+			writeHTTPError(w, http.StatusNotFound, nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "%v", p.unknownUpstream(r.PathValue("upstream"))))
+			return
 		}
 		h(w, r)
 	}

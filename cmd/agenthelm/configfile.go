@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/agenthelm/agenthelm/agentauth"
 	"github.com/agenthelm/agenthelm/config"
 	"github.com/agenthelm/agenthelm/proxy/httptool"
 	"github.com/agenthelm/agenthelm/proxy/upstream"
@@ -93,7 +94,7 @@ func restUpstreams(cfg *config.Config) (map[string]httptool.Upstream, error) {
 
 // newHTTPTool builds the HTTP tool proxy for the REST upstreams and routes,
 // handing routed calls to ic. It does not listen (see startSidecar).
-func newHTTPTool(cfg *config.Config, log *slog.Logger, ic toolcall.Interceptor) (*httptool.Proxy, error) {
+func newHTTPTool(cfg *config.Config, log *slog.Logger, ic toolcall.Interceptor, verify func(string) (string, error)) (*httptool.Proxy, error) {
 	ups, err := restUpstreams(cfg)
 	if err != nil {
 		return nil, err
@@ -110,5 +111,33 @@ func newHTTPTool(cfg *config.Config, log *slog.Logger, ic toolcall.Interceptor) 
 		MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes),
 		CallTimeout:  time.Duration(cfg.Limits.CallTimeout),
 		AgentHeader:  cfg.Saga.AgentHeader,
+		VerifyToken:  verify,
 	})
+}
+
+// agentVerifier builds the front doors' check of agents' bearer tokens
+// (saga.agent_token), or nil when tokens are not verified.
+func agentVerifier(cfg *config.Config) (func(string) (string, error), error) {
+	t := cfg.Saga.AgentToken
+	if !t.Enabled() {
+		return nil, nil
+	}
+	secret, err := t.ResolvedSecret()
+	if err != nil {
+		return nil, err
+	}
+	v, err := agentauth.New(agentauth.Options{KeysFile: t.KeysFile, Secret: secret, Claim: t.Claim, Issuer: t.Issuer, Audience: t.Audience})
+	if err != nil {
+		return nil, fmt.Errorf("saga.agent_token: %w", err)
+	}
+	if !t.Required {
+		return v.Subject, nil
+	}
+	return func(authorization string) (string, error) {
+		sub, err := v.Subject(authorization)
+		if err == nil && sub == "" {
+			err = fmt.Errorf("%w: a bearer token is required (saga.agent_token.required)", agentauth.ErrInvalid)
+		}
+		return sub, err
+	}, nil
 }

@@ -136,8 +136,17 @@ func openStack(ctx context.Context, cfg *config.Config, log *slog.Logger, specs 
 	if cfg.Saga.AgentHeader != "" {
 		callHeaders = append(callHeaders, cfg.Saga.AgentHeader)
 	}
-	// Both front doors hand their calls to the one interceptor.
+	// Both front doors hand their calls to the one interceptor, and
+	// identify agents by their tokens the same way.
 	interceptor := telemetry.ServerInterceptor(s.engine, tel.Tracer())
+	verify, err := agentVerifier(cfg)
+	if err != nil {
+		_ = s.engine.Close(ctx)
+		s.removePolicyTmp()
+		_ = j.Close(ctx)
+		_ = tel.Shutdown(ctx)
+		return nil, err
+	}
 	s.proxy = proxy.New(proxy.Options{
 		Upstreams:    specs,
 		Interceptor:  interceptor,
@@ -147,8 +156,9 @@ func openStack(ctx context.Context, cfg *config.Config, log *slog.Logger, specs 
 		CallHeaders:  callHeaders,
 		OnSessionEnd: s.engine.EndScope,
 		ExtraTools:   extraTools,
+		VerifyToken:  verify,
 	})
-	if s.http, err = newHTTPTool(cfg, log, interceptor); err != nil {
+	if s.http, err = newHTTPTool(cfg, log, interceptor, verify); err != nil {
 		_ = s.proxy.Close(ctx)
 		_ = s.engine.Close(ctx)
 		s.removePolicyTmp()

@@ -17,6 +17,10 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// envAgentToken holds the bearer token wrap --upstream presents to the
+// sidecar on the agent's behalf.
+const envAgentToken = "AGENTHELM_AGENT_TOKEN"
+
 func newWrapCmd(g *globals) *cobra.Command {
 	var upstreamName, name string
 	cmd := &cobra.Command{
@@ -31,7 +35,8 @@ NAME is --name or, by default, derived from the command.
 
 With --upstream NAME it bridges to upstream NAME of an agenthelm sidecar
 running on this machine (listen.mcp), so several wrapped servers share the
-sidecar's journal and sagas.
+sidecar's journal and sagas. When the sidecar verifies agents' tokens
+(saga.agent_token), put the agent's token in AGENTHELM_AGENT_TOKEN.
 
 Logs go to stderr; stdout carries only MCP frames.`,
 		Example: `  agenthelm wrap -- npx -y @modelcontextprotocol/server-memory
@@ -51,6 +56,10 @@ Logs go to stderr; stdout carries only MCP frames.`,
 					Name:      upstreamName,
 					URL:       "http://" + cfg.Listen.MCP + "/mcp/" + upstreamName,
 					Transport: "streamable-http",
+				}
+				if tok := os.Getenv(envAgentToken); tok != "" {
+					// The sidecar verifies agents' tokens (saga.agent_token).
+					spec.Headers = map[string]string{"Authorization": "Bearer " + tok}
 				}
 			case len(args) > 0:
 				if name == "" {
