@@ -32,7 +32,8 @@ func (s *Set) addRoutes(routes []config.Route) []error {
 	var errs []error
 	for i, r := range routes {
 		path := fmt.Sprintf("routes[%d]", i)
-		e := entry{Rule: Rule{ReadOnly: r.ReadOnly, Irreversible: r.Irreversible, Idempotent: r.Idempotent, Source: "config"}}
+		e := entry{Rule: Rule{ReadOnly: r.ReadOnly, Irreversible: r.Irreversible, Idempotent: r.Idempotent,
+			ErrorsMayLeaveEffects: r.ErrorsMayLeaveEffects, ContinueOnError: r.OnError == config.OnErrorContinue, Source: "config"}}
 		// A route with no compensator is irreversible when a saga unwinds
 		// (saga.Plan marks it so), like an MCP tool with no rule.
 		if c := r.Compensate; c != nil && !r.ReadOnly && !r.Irreversible {

@@ -441,6 +441,16 @@ type Route struct {
 	// Idempotent marks the request as safe to re-send with the same
 	// Idempotency-Key.
 	Idempotent bool `yaml:"idempotent,omitempty"`
+	// Retry re-sends the request on timeouts and transport failures, with
+	// the same Idempotency-Key. Only with Idempotent. Nil: never re-sent.
+	Retry *Retry `yaml:"retry,omitempty"`
+	// OnError is "unwind" (an error status, or another failure listed in
+	// saga.unwind_on, unwinds the saga) or "continue" (the failure is
+	// relayed and the saga goes on). Empty: unwind.
+	OnError string `yaml:"on_error,omitempty"`
+	// ErrorsMayLeaveEffects compensates the request even when it got an
+	// error status. False: a request answered 4xx or 5xx did nothing.
+	ErrorsMayLeaveEffects bool `yaml:"errors_may_leave_effects,omitempty"`
 }
 
 // HTTPCall is a request to the same REST upstream built with jq. Its

@@ -67,6 +67,7 @@ func TestParseBriefExample(t *testing.T) {
 	want.Routes = []Route{{
 		Upstream: "payments", Method: "POST", Path: "/v1/charges", Tool: "charge",
 		Compensate: &HTTPCall{Method: "POST", Path: Expr{Source: `"/v1/refunds"`}, Body: Expr{Source: "{charge: .response.body.id}"}},
+		OnError:    OnErrorUnwind,
 	}}
 	if diff := cmp.Diff(want, c, cmpConfig); diff != "" {
 		t.Errorf("Parse(brief example) mismatch (-want +got):\n%s", diff)
@@ -252,7 +253,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"unknown tool key", "upstreams:\n  m:\n    command: [x]\n    tools:\n      t: {readonly: true}\n",
 			`agenthelm.yaml:5:11: upstreams.m.tools.t: unknown field "readonly" (did you mean "read_only"?)`},
 		{"unknown route key", "routes:\n  - {upstream: p, verb: GET}\n",
-			`agenthelm.yaml:2:19: routes[0]: unknown field "verb" (known: upstream, method, path, tool, compensate, read_only, irreversible, idempotent)`},
+			`agenthelm.yaml:2:19: routes[0]: unknown field "verb" (known: upstream, method, path, tool, compensate, read_only, irreversible, idempotent, retry, on_error, errors_may_leave_effects)`},
 		{"wrong type", "upstreams:\n  m:\n    command: npx server\n",
 			`agenthelm.yaml:3:14: upstreams.m.command: expected a list, got a string`},
 		{"wrong scalar", "saga: {control_tools: yes}\n",

@@ -111,6 +111,11 @@ func (c *Config) fill() {
 		}
 		c.Upstreams[name] = u
 	}
+	for i := range c.Routes {
+		if c.Routes[i].OnError == "" {
+			c.Routes[i].OnError = OnErrorUnwind
+		}
+	}
 }
 
 func oneOf(ps *problems, p fieldPath, v string, allowed ...string) {
@@ -454,19 +459,25 @@ func (c *Config) checkTool(ps *problems, p fieldPath, name string, t Tool) {
 	if t.Capture != nil && t.Compensate == nil {
 		ps.warn(p.key("capture"), "nothing uses it without compensate")
 	}
-	if t.Retry != nil {
-		rp := p.key("retry")
-		if !t.Idempotent {
-			ps.add(rp, "needs idempotent: true (a call that is not idempotent is never re-sent)")
-		}
-		if t.Retry.Attempts < 1 {
-			ps.add(rp.key("attempts"), "must be at least 1, got %d", t.Retry.Attempts)
-		}
-		if t.Retry.Backoff < 0 {
-			ps.add(rp.key("backoff"), "must not be negative, got %s", t.Retry.Backoff)
-		}
-	}
+	checkRetry(ps, p, t.Retry, t.Idempotent)
 	oneOf(ps, p.key("on_error"), t.OnError, OnErrorUnwind, OnErrorContinue)
+}
+
+// checkRetry checks the retry block of a tool or route at p.
+func checkRetry(ps *problems, p fieldPath, r *Retry, idempotent bool) {
+	if r == nil {
+		return
+	}
+	rp := p.key("retry")
+	if !idempotent {
+		ps.add(rp, "needs idempotent: true (a call that is not idempotent is never re-sent)")
+	}
+	if r.Attempts < 1 {
+		ps.add(rp.key("attempts"), "must be at least 1, got %d", r.Attempts)
+	}
+	if r.Backoff < 0 {
+		ps.add(rp.key("backoff"), "must not be negative, got %s", r.Backoff)
+	}
 }
 
 // flagConflicts reports contradictory step kinds.
@@ -564,6 +575,8 @@ func (c *Config) checkRoutes(ps *problems) {
 			}
 		}
 		flagConflicts(ps, p, r.ReadOnly, r.Irreversible, r.Compensate != nil)
+		checkRetry(ps, p, r.Retry, r.Idempotent)
+		oneOf(ps, p.key("on_error"), r.OnError, OnErrorUnwind, OnErrorContinue)
 	}
 }
 

@@ -188,6 +188,10 @@ func TestValidateErrors(t *testing.T) {
 			`agenthelm.yaml:3: routes[0].tool: required: the tool name policy, the journal and traces use`,
 			`agenthelm.yaml:4: routes[1].path: "v1/a" must start with /`,
 			`agenthelm.yaml:5: routes[2].path: "/v1/a?x=1" must be a plain path, without query, fragment or spaces`}},
+		{"route retry and on_error", rest + "routes:\n  - {upstream: pay, method: POST, path: /a, tool: a, retry: {attempts: 0}, on_error: ignore}\n", []string{
+			`agenthelm.yaml:3: routes[0].retry: needs idempotent: true (a call that is not idempotent is never re-sent)`,
+			`agenthelm.yaml:3: routes[0].retry.attempts: must be at least 1, got 0`,
+			`agenthelm.yaml:3: routes[0].on_error: "ignore" is not one of unwind, continue`}},
 		{"route duplicate", rest + "routes:\n  - {upstream: pay, method: POST, path: /v1/charges, tool: charge}\n  - {upstream: pay, method: POST, path: /v1/charges, tool: charge2}\n",
 			[]string{`agenthelm.yaml:4: routes[1]: same upstream, method and path as routes[0]`}},
 		{"route placeholders", rest + "routes:\n  - {upstream: pay, method: GET, path: '/v1/{a}x', tool: a}\n  - {upstream: pay, method: GET, path: '/v1/{1a}', tool: b}\n  - {upstream: pay, method: GET, path: '/v1/{a}/{a}', tool: c}\n  - {upstream: pay, method: GET, path: '/v1/../admin', tool: d}\n  - {upstream: pay, method: GET, path: '/v1/{}', tool: e}\n", []string{

@@ -46,6 +46,11 @@ func (r rules) Rule(upstream, tool string) engine.Rule {
 	if t, ok := r.cfg.Upstreams[upstream].Tools[tool]; ok && t.Retry != nil && c.Idempotent {
 		rule.Retry = &engine.Retry{Attempts: t.Retry.Attempts, Backoff: time.Duration(t.Retry.Backoff)}
 	}
+	for _, rt := range r.cfg.Routes {
+		if rt.Upstream == upstream && rt.Tool == tool && rt.Retry != nil && c.Idempotent {
+			rule.Retry = &engine.Retry{Attempts: rt.Retry.Attempts, Backoff: time.Duration(rt.Retry.Backoff)}
+		}
+	}
 	return rule
 }
 

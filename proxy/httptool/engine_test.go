@@ -43,6 +43,7 @@ routes:
       body: '{charge: .response.body.id}'
       headers: {X-Reason: '"rollback of " + .request.path'}
   - {upstream: payments, method: DELETE, path: '/v1/charges/{id}', tool: cancel_charge}
+  - {upstream: payments, method: GET, path: '/v1/charges/{id}', tool: get_charge, read_only: true, on_error: continue}
   - {upstream: payments, method: POST, path: /v1/fail, tool: fail}
   - {upstream: payments, method: POST, path: /v1/slow, tool: slow}
   - {upstream: down, method: POST, path: /v1/anything, tool: anything}
@@ -288,5 +289,24 @@ func TestEngineRedactsHTTPPaths(t *testing.T) {
 	}
 	if !strings.Contains(all.String(), `"card":"[REDACTED]"`) || !strings.Contains(all.String(), `"id":"[REDACTED]"`) {
 		t.Errorf("the card or the charge id is not redacted in the journal:\n%s", all.String())
+	}
+}
+
+// TestEngineOnErrorContinue: a route with on_error: continue relays its
+// error status (a lookup's 404 is an answer) and the saga goes on.
+func TestEngineOnErrorContinue(t *testing.T) {
+	s := startEngine(t, "", 5*time.Second)
+	if r := send(t, "POST", s.base+"/payments/v1/charges", `{"amount":5,"currency":"eur"}`, "X-Agent-Id", "bot"); r.status != http.StatusCreated {
+		t.Fatalf("charge: %d %s", r.status, r.body)
+	}
+	r := send(t, "GET", s.base+"/payments/v1/charges/ch_9", ``, "X-Agent-Id", "bot")
+	if r.status != http.StatusNotFound || r.header.Get("X-Agenthelm-Rollback") != "" {
+		t.Fatalf("lookup of a missing charge: %d %v %s, want the API's 404 and no rollback", r.status, r.header, r.body)
+	}
+	if r := send(t, "GET", s.base+"/payments/v1/charges/ch_1", ``, "X-Agent-Id", "bot"); r.status != http.StatusOK {
+		t.Errorf("the saga did not go on after the 404: %d %s", r.status, r.body)
+	}
+	if refunds := s.api.Refunds(); len(refunds) != 0 {
+		t.Errorf("refunds %+v: the 404 unwound the saga", refunds)
 	}
 }
