@@ -28,9 +28,11 @@
 #
 # agenthelm evaluates this for every call, so the rules are written to fail
 # fast: each rule body starts with a cheap lookup (is this tool in my list?
-# see profile) that is false for most calls, and what depends only on the
+# see profile) that is false for most calls; what depends only on the
 # settings is computed in rules that do not read input, which agenthelm
-# evaluates once per policy revision. See "Performance" in docs/POLICY.md.
+# evaluates once per policy revision, and what depends only on the called
+# tool (profile, tool_id) in rules that read no other input, which it
+# evaluates once per tool. See "Performance" in docs/POLICY.md.
 package agenthelm.authz
 
 # The cases, most severe first: the first one that holds decides (an else
@@ -47,7 +49,29 @@ decision := {
 	"labels": labels,
 } if {
 	deny[_]
-} else := hold_decision if {
+} else := {
+	# A single hold, the usual case, is its own decision. (Its
+	# approval_timeout is passed on as it is: agenthelm checks the
+	# timeout of every decision, and a malformed one fails closed.)
+	"allow": false,
+	"require_approval": true,
+	"reasons": [h.reason],
+	"approvers": sort({a | some a in h.approvers}),
+	"approval_timeout": h.approval_timeout,
+	"labels": {"rules": h.rule},
+} if {
+	count(hold) == 1
+	some h in hold
+} else := {
+	# Several holds: everyone named by any hold may approve, and the
+	# shortest timeout of all holds applies.
+	"allow": false,
+	"require_approval": true,
+	"reasons": sort([h.reason | some h in hold]),
+	"approvers": sort({a | some h in hold; some a in h.approvers}),
+	"approval_timeout": shortest_timeout,
+	"labels": {"rules": concat(",", {h.rule | some h in hold})},
+} if {
 	hold[_]
 } else := {
 	# Nothing objects: allow.
@@ -58,34 +82,6 @@ decision := {
 	"approval_timeout": "",
 	"labels": {},
 }
-
-# Holds and no denies: everyone named by any hold may approve, and the
-# shortest timeout of all holds applies. A single hold (the usual case) is
-# its own decision.
-hold_decision := {
-	"allow": false,
-	"require_approval": true,
-	"reasons": [h.reason],
-	"approvers": sort({a | some a in h.approvers}),
-	"approval_timeout": hold_timeout(h),
-	"labels": {"rules": h.rule},
-} if {
-	[h] := [x | some x in hold]
-} else := {
-	"allow": false,
-	"require_approval": true,
-	"reasons": sort([h.reason | some h in hold]),
-	"approvers": sort({a | some h in hold; some a in h.approvers}),
-	"approval_timeout": shortest_timeout,
-	"labels": {"rules": concat(",", {h.rule | some h in hold})},
-}
-
-# hold_timeout(h) is the approval timeout of hold h, "" if it sets none.
-hold_timeout(h) := t if {
-	t := h.approval_timeout
-	t != ""
-	time.parse_duration_ns(t) # a hold with a malformed timeout fails the evaluation, as with several holds
-} else := ""
 
 # A safety net: should a bug leave every case above undefined, agenthelm
 # still gets a well-formed deny.
@@ -141,33 +137,32 @@ labels := {"rules": concat(",", {r.rule | some r in deny} | {r.rule | some r in 
 
 # Helpers shared by the rule files.
 
-# tool_names are the keys under which settings may name the called tool,
-# most specific first: "upstream/name", "name" (on any upstream), and
-# "upstream/*" (every tool of the upstream).
-tool_names := [
-	concat("/", [input.tool.upstream, input.tool.name]),
-	input.tool.name,
-	concat("/", [input.tool.upstream, "*"]),
-]
-
 # tool_id is how messages name the called tool: "upstream/name". (It has a
 # default: a reason that fails to render would drop its rule.)
 default tool_id := "(unnamed tool)"
 
-tool_id := tool_names[0]
+tool_id := concat("/", [input.tool.upstream, input.tool.name])
 
 # profile is what the settings that name tools say about the called tool,
 # by family: {"path": ["path", "paths", ...]} for a filesystem tool, {} for
 # most tools. Each rule file registers the settings it reads as
 # tool_settings.FAMILY; for each family the most specific of the tool's
-# names wins, as in setting(). Three lookups in tool_index replace a
-# setting() call per setting.
-profile := object.union_n([e |
-	some key in [upstream_key, name, tool_key] # least specific first: union_n keeps the last
-	e := tool_index[key]
-]) if {
-	[tool_key, name, upstream_key] := tool_names
-}
+# names wins, as in setting(). It reads only input.tool, so agenthelm
+# computes it once per tool.
+profile := tool_profile(input.tool.upstream, input.tool.name)
+
+# tool_profile(upstream, name) is the profile of any tool, such as that of
+# an earlier step: one to three lookups in tables computed once per policy
+# revision. Most tools are named by a single key; tool_profiles holds the
+# merged profiles of the others, so that the first lookup that finds the
+# tool is its whole profile.
+tool_profile(upstream, name) := p if {
+	p := tool_profiles[upstream][name]
+} else := p if {
+	p := tool_index[name]
+} else := p if {
+	p := tool_index[concat("/", [upstream, "*"])]
+} else := {}
 
 # tool_index maps every key of every registered setting to what each setting
 # holds under it: {"filesystem/*": {"path": [...]}, ...}. It depends only on
@@ -177,6 +172,43 @@ tool_index := {key: entries |
 	some key, _ in tools
 	entries := {family: value | some family, t in data.agenthelm.authz.tool_settings; value := t[key]}
 }
+
+# tool_profiles[upstream][name] is the profile of every tool that an
+# "upstream/name" key names, or that an "upstream/*" key and a "name" key
+# both name: it is computed for every upstream and name the keys mention,
+# combined. Any other tool is named by one key at most, which tool_profile
+# looks up directly. Like tool_index, it depends only on data.
+tool_profiles := {upstream: {name: p |
+	some name in key_names
+	p := object.union_n([
+		object.get(tool_index, concat("/", [upstream, "*"]), {}), # least specific first: union_n keeps the last
+		object.get(tool_index, name, {}),
+		object.get(tool_index, concat("/", [upstream, name]), {}),
+	])
+	p != {}
+} |
+	some upstream in key_upstreams
+}
+
+# key_splits are the [upstream, name] pairs that keys containing a "/"
+# can stand for, split at each "/" (a tool name may hold one too).
+key_splits := {[substring(key, 0, i), substring(key, i + 1, -1)] |
+	some key, _ in tool_index
+	some i in indexof_n(key, "/")
+}
+
+key_upstreams := {upstream | some [upstream, _] in key_splits}
+
+key_names := {name | some [_, name] in key_splits} | {key | some key, _ in tool_index}
+
+# tool_names are the keys under which settings may name the called tool,
+# most specific first: "upstream/name", "name" (on any upstream), and
+# "upstream/*" (every tool of the upstream).
+tool_names := [
+	concat("/", [input.tool.upstream, input.tool.name]),
+	input.tool.name,
+	concat("/", [input.tool.upstream, "*"]),
+]
 
 # setting(tools) is the value that tools, an object keyed by tool names,
 # holds for the called tool under its most specific name; undefined if it
@@ -190,15 +222,6 @@ setting(tools) := value if {
 	value := tools[tool_names[2]]
 }
 
-# step_setting(tools, step) is setting(tools) for an earlier step.
-step_setting(tools, step) := value if {
-	value := tools[concat("/", [step.upstream, step.tool])]
-} else := value if {
-	value := tools[step.tool]
-} else := value if {
-	value := tools[concat("/", [step.upstream, "*"])]
-}
-
 # amount(args, name) is the number in argument name: a JSON number, or a
 # string holding one ("12.50"), since many payment APIs take both. It is
 # undefined when the argument is absent or holds anything else; rules that
@@ -206,6 +229,7 @@ step_setting(tools, step) := value if {
 amount(args, name) := number_of(args[name])
 
 # number_of(x) is x as a number, if it is one or a string holding one.
+# (agenthelm reads the amounts of input.saga.amounts the same way.)
 number_of(x) := x if {
 	is_number(x)
 } else := to_number(x) if {

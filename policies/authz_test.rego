@@ -31,8 +31,36 @@ call(tool, args) := object.union(object.remove(base_input, ["arguments"]), {"too
 # A tool that changes state and can be undone.
 compensatable := {"read_only": false, "has_compensator": true, "idempotent": false}
 
-# with_steps(req, steps) puts steps into the saga of req.
-with_steps(req, steps) := object.union(req, {"saga": {"steps": steps, "counts": {"total": count(steps)}}})
+# with_steps(req, steps) puts steps into the saga of req, with the amounts
+# agenthelm adds up from them.
+with_steps(req, steps) := object.union(req, {"saga": {
+	"steps": steps,
+	"counts": {"total": count(steps)},
+	"amounts": saga_amounts(steps),
+}})
+
+# saga_amounts(steps) is input.saga.amounts as agenthelm computes it from
+# steps: the positive amounts of each top-level argument, added up by
+# upstream, tool, status and argument, in that order. (policy/amounts_test.go
+# checks that agenthelm and this function agree.)
+saga_amounts(steps) := [{"upstream": u, "tool": t, "status": s, "argument": arg, "total": sum(amounts)} |
+	some [u, t, s, arg] in {[step.upstream, step.tool, step.status, arg] |
+		some step in steps
+		is_object(step.arguments)
+		some arg, x in step.arguments
+		positive_amount(x)
+	}
+	amounts := [a |
+		some step in steps
+		[step.upstream, step.tool, step.status] == [u, t, s]
+		a := positive_amount(step.arguments[arg])
+	]
+]
+
+positive_amount(x) := a if {
+	a := authz.number_of(x)
+	a > 0
+}
 
 step(tool, upstream, status, args, unix) := {
 	"tool": tool, "upstream": upstream, "status": status,
@@ -146,6 +174,20 @@ test_profile_takes_each_setting_from_its_most_specific_name if {
 	p.path == ["path"] # "box/run" is more specific than "run"
 	not p.sql # another upstream's tool
 	authz.profile == {} with input.tool as {"name": "unlisted", "upstream": "nowhere"}
+}
+
+test_tool_profile_is_the_profile_of_any_tool if {
+	authz.tool_profile("payments", "charge_customer") == {"charge": "amount", "spending": "amount"}
+	authz.tool_profile("payments", "charge") == {"spending": "amount"} # as "payments/charge"
+	authz.tool_profile("stripe", "charge") == {}
+	authz.tool_profile("shell", "exec_in_container") == {"shell": ["command", "cmd", "script", "args"]} # as "shell/*"
+	authz.tool_profile("nowhere", "unlisted") == {}
+
+	# A "/" may be in an upstream's name or in a tool's.
+	p := authz.tool_profile("a", "b/c") with data.agenthelm.lists.denied_tools as {"a/b/c": "slashes"}
+	p.denied == "slashes"
+	q := authz.tool_profile("a/b", "c") with data.agenthelm.lists.denied_tools as {"a/b/c": "slashes"}
+	q.denied == "slashes"
 }
 
 test_amount_accepts_numbers_and_numeric_strings if {

@@ -8,7 +8,9 @@
 # (held or in flight): otherwise parallel calls would each see an unspent
 # budget. Steps that failed, were denied or were compensated (refunded) do
 # not count, nor do negative amounts (refunds). Amounts are summed as plain
-# numbers: one currency is assumed.
+# numbers: one currency is assumed. The earlier steps' amounts come added up
+# by tool, status and argument in input.saga.amounts, so that the budget
+# looks at a few totals rather than at every earlier step.
 #
 # Rate: more than budget.max_calls_per_minute calls of one tool in one saga
 # within 60 seconds (this call included) are denied; a runaway loop stops
@@ -22,47 +24,37 @@ budget := data.agenthelm.budget
 # evaluated only for them.
 tool_settings.spending := budget.tools
 
-# amount_argument names the argument that holds what this call spends;
-# undefined if the tool does not spend.
-amount_argument := profile.spending
+# spending is what this call spends: the number in the argument that
+# budget.tools names for it (see profile in authz.rego); undefined if the
+# tool does not spend or the argument is not a number.
+spending := number_of(input.arguments[profile.spending])
 
-# spending is what the call's amount argument holds, as a number; undefined
-# if the tool does not spend or the argument is not a number.
-spending := number_of(input.arguments[amount_argument])
-
-# this_amount is what this call spends: undefined unless it is positive, so
-# that the limits below are checked only for calls that spend.
-this_amount := spending if spending > 0
-
-# spent is what the saga's earlier spending steps add up to. A step counts
-# if its tool spends (budget.tools) through the argument it has, it
-# succeeded or is pending, and the amount is a positive number.
-spent := sum([a |
-	some arg in amount_arguments # usually just "amount": one pass over the steps
-	some step in input.saga.steps
-	x := step.arguments[arg] # first, as it is cheap: most steps have no amount at all
-	spending_statuses[step.status]
-	step_setting(budget.tools, step) = arg # unification, cheaper than ==
-	a := number_of(x)
-	a > 0
+# spent is what the saga's earlier spending steps add up to. An entry of
+# input.saga.amounts is the total of one argument of the steps of one tool
+# with one status (the positive numbers, or numeric strings, it held); it
+# counts if the status is succeeded or pending, and the tool spends through
+# that argument.
+spent := sum([a.total |
+	some a in input.saga.amounts
+	arg := a.argument
+	amount_arguments[arg] # first, as it is cheap: most amounts are not spending
+	spending_statuses[a.status]
+	tool_profile(a.upstream, a.tool).spending = arg # unification, cheaper than ==
 ])
 
 # amount_arguments are the argument names that budget.tools use: usually
-# just "amount". (Like spending_statuses, computed once per revision.)
-amount_arguments := {arg | some arg in budget.tools}
+# just "amount". (Like spending_statuses, computed once per revision, and an
+# object: a lookup is cheaper than `in`.)
+amount_arguments := {arg: true | some arg in budget.tools}
 
-# The statuses of the steps whose amounts count, as an object: a lookup is
-# cheaper than `in`.
 spending_statuses := {"succeeded": true, "pending": true}
 
-saga_total := spent + this_amount
-
-# over_budget is the limit that saga_total goes above, if any: one
-# comparison decides for most calls.
-over_budget := "hard_limit" if {
-	saga_total > budget.deny_above
-} else := "soft_limit" if {
-	saga_total > budget.hold_above
+# saga_total is what the saga would have spent with this call; undefined
+# unless this call spends a positive amount, so that the limits below are
+# checked only for calls that spend.
+saga_total := spent + amount if {
+	amount := spending
+	amount > 0
 }
 
 deny_listed.spending contains {
@@ -71,11 +63,9 @@ deny_listed.spending contains {
 		tool_id, input.saga.id, saga_total, budget.deny_above,
 	]),
 } if {
-	over_budget = "hard_limit"
+	saga_total > budget.deny_above
 }
 
-# Above hold_above and not above deny_above (over_budget is soft_limit only
-# if saga_total is not above deny_above).
 hold_listed.spending contains {
 	"rule": "budget.soft_limit",
 	"reason": sprintf("%s: saga %s would spend %v in total, above %v: a person must approve", [
@@ -84,18 +74,18 @@ hold_listed.spending contains {
 	"approvers": budget.approvers,
 	"approval_timeout": budget.approval_timeout,
 } if {
-	over_budget = "soft_limit"
+	saga_total > budget.hold_above
+	saga_total <= budget.deny_above # above it, the hard limit denies
 }
 
 # A spending call whose amount is not a number cannot be checked, so it is
 # denied rather than waved through.
 deny_listed.spending contains {
 	"rule": "budget.amount",
-	"reason": sprintf("%s: argument %q must be a number, got %v", [tool_id, name, input.arguments[name]]),
+	"reason": sprintf("%s: argument %q must be a number, got %v", [tool_id, profile.spending, input.arguments[profile.spending]]),
 } if {
-	name := amount_argument
-	_ = input.arguments[name]
 	not spending
+	_ = input.arguments[profile.spending]
 }
 
 # The rate limit. The first line spares most calls the pass over the

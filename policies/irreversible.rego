@@ -16,30 +16,26 @@
 # you accept, each with the reason why (for example a chat message).
 package agenthelm.authz
 
-# One rule per reason, each starting with the tool facts it needs, so that
-# a read-only call or one with a compensator fails on the first line.
-
-# An explicit mark in the configuration wins over everything, read-only
-# included.
-hold contains {
-	"rule": "irreversible",
-	"reason": sprintf("%s cannot be undone (it is marked irreversible): a person must approve it", [tool_id]),
-	"approvers": data.agenthelm.irreversible.approvers,
-	"approval_timeout": data.agenthelm.irreversible.approval_timeout,
-} if {
+# irreversible_because says why the called tool cannot be undone: an
+# explicit mark in the configuration wins over everything, read-only
+# included; otherwise a call that changes state and has no compensator. It
+# is undefined for the others, read-only calls first: they are the most
+# common. It reads only input.tool, so agenthelm computes it once per tool
+# and most calls pay a lookup for this file.
+irreversible_because := "it is marked irreversible" if {
 	input.tool.irreversible
-	not exempt_because
+} else := "it changes state and has no compensator" if {
+	not input.tool.read_only
+	not input.tool.has_compensator
 }
 
 hold contains {
 	"rule": "irreversible",
-	"reason": sprintf("%s cannot be undone (it changes state and has no compensator): a person must approve it", [tool_id]),
+	"reason": sprintf("%s cannot be undone (%s): a person must approve it", [tool_id, why]),
 	"approvers": data.agenthelm.irreversible.approvers,
 	"approval_timeout": data.agenthelm.irreversible.approval_timeout,
 } if {
-	not input.tool.read_only # first: the most common calls are read-only
-	not input.tool.has_compensator
-	not input.tool.irreversible # one reason is enough
+	why := irreversible_because
 	not exempt_because
 }
 

@@ -14,30 +14,26 @@ payments := data.agenthelm.payments
 # are evaluated only for them.
 tool_settings.charge := payments.charge_tools
 
-# charge_argument names the argument that holds the charge; undefined if
-# the tool does not charge.
-charge_argument := profile.charge
-
-# charge is the amount of the charge; undefined if the tool does not charge
-# or the argument is not a number.
-charge := number_of(input.arguments[charge_argument])
+# charge is the amount of the charge, in the argument that
+# payments.charge_tools names for the tool; undefined if the tool does not
+# charge or the argument is not a number.
+charge := number_of(input.arguments[profile.charge])
 
 hold_listed.charge contains {
 	"rule": "payments.large_charge",
-	"reason": sprintf("%s: a charge of %v is above %v: payments on-call must approve it", [
-		tool_id, charge, payments.approval_above,
-	]),
+	"reason": sprintf("%s: a charge of %v is above %v: payments on-call must approve it", [tool_id, amount, limit]),
 	"approvers": payments.approvers,
 	"approval_timeout": payments.approval_timeout,
 } if {
-	charge > payments.approval_above
+	amount := charge
+	limit := payments.approval_above
+	amount > limit
 }
 
 # A charge whose amount cannot be read cannot be checked: deny it.
 deny_listed.charge contains {
 	"rule": "payments.amount",
-	"reason": sprintf("%s: argument %q must be a number", [tool_id, name]),
+	"reason": sprintf("%s: argument %q must be a number", [tool_id, profile.charge]),
 } if {
-	name := charge_argument
 	not charge
 }

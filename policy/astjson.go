@@ -65,20 +65,13 @@ func appendJSON(b []byte, v ast.Value) (_ []byte, ok bool) {
 		return append(b, ']'), true
 	case ast.Set:
 		b = append(b, '[')
-		ok = true
-		first := true
-		v.Foreach(func(x *ast.Term) {
-			if !ok {
-				return
-			}
-			if !first {
+		for i, x := range v.Slice() { // in Foreach's order, without a closure to allocate
+			if i > 0 {
 				b = append(b, ',')
 			}
-			first = false
-			b, ok = appendJSON(b, x.Value)
-		})
-		if !ok {
-			return b, false
+			if b, ok = appendJSON(b, x.Value); !ok {
+				return b, false
+			}
 		}
 		return append(b, ']'), true
 	case ast.Object:
@@ -88,27 +81,19 @@ func appendJSON(b []byte, v ast.Value) (_ []byte, ok bool) {
 		// Objects iterate in key order, which for string keys is the byte
 		// order encoding/json sorts map keys in.
 		b = append(b, '{')
-		ok = true
-		first := true
-		v.Foreach(func(k, x *ast.Term) {
-			if !ok {
-				return
-			}
+		for i, k := range v.Keys() {
 			name, isString := k.Value.(ast.String)
 			if !isString {
-				ok = false
-				return
+				return b, false
 			}
-			if !first {
+			if i > 0 {
 				b = append(b, ',')
 			}
-			first = false
 			b = appendString(b, string(name))
 			b = append(b, ':')
-			b, ok = appendJSON(b, x.Value)
-		})
-		if !ok {
-			return b, false
+			if b, ok = appendJSON(b, v.Get(k).Value); !ok {
+				return b, false
+			}
 		}
 		return append(b, '}'), true
 	default:

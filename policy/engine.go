@@ -250,7 +250,7 @@ func (e *Engine) Decide(ctx context.Context, in Input) Decision {
 
 // decide evaluates in against the revision.
 func (r *revision) decide(ctx context.Context, in *Input, steps *stepCache, parts *partCache, start time.Time) Decision {
-	v, err := in.value(steps, parts)
+	v, tool, err := in.convert(steps, parts)
 	if err != nil {
 		d := Decision{ID: newID(start), Revision: r.id}
 		d.failClosed(fmt.Errorf("%w: %v", ErrInput, err))
@@ -261,13 +261,19 @@ func (r *revision) decide(ctx context.Context, in *Input, steps *stepCache, part
 	if in.Time.Unix != 0 {
 		at = time.Unix(in.Time.Unix, 0)
 	}
-	return r.evalValue(ctx, v, at, start)
+	return r.eval(ctx, v, tool, at, start)
 }
 
 // evalValue evaluates an input value against the revision. A non-zero at
 // is what time.now_ns() returns, so that replaying a journaled input
 // reproduces its decision.
-func (r *revision) evalValue(ctx context.Context, v ast.Value, at, start time.Time, opts ...rego.EvalOption) (d Decision) {
+func (r *revision) evalValue(ctx context.Context, v ast.Value, at, start time.Time, opts ...rego.EvalOption) Decision {
+	return r.eval(ctx, v, nil, at, start, opts...)
+}
+
+// eval is evalValue for an input whose input.tool is tool, the key of the
+// revision's tool rule values (nil: not shared, not cached).
+func (r *revision) eval(ctx context.Context, v, tool ast.Value, at, start time.Time, opts ...rego.EvalOption) (d Decision) {
 	d.ID, d.Revision = newID(start), r.id
 	defer func() { d.Duration = time.Since(start) }()
 
@@ -284,13 +290,20 @@ func (r *revision) evalValue(ctx context.Context, v ast.Value, at, start time.Ti
 		defer stop()
 	}
 	opts = append(opts, rego.EvalParsedInput(v), rego.EvalExternalCancel(cancel), rego.EvalMetrics(metrics.NoOp()), decisionTerm)
-	if r.static != nil {
-		opts = append(opts, rego.EvalVirtualCache(newDecisionCache(r.static)))
+	var vc *decisionCache
+	var known staticValues
+	if r.static != nil || r.tools != nil {
+		known = r.tools.get(tool)
+		vc = newDecisionCache(r.static, known)
+		opts = append(opts, rego.EvalVirtualCache(vc))
 	}
 	if !at.IsZero() {
 		opts = append(opts, rego.EvalTime(at))
 	}
 	rs, err := r.query.Eval(ctx, opts...)
+	if err == nil && tool != nil && r.tools != nil && !r.tools.complete(known) {
+		r.tools.learn(tool, known, vc)
+	}
 	switch {
 	case err != nil:
 		d.failClosed(fmt.Errorf("%w: %v", ErrEvaluation, err))

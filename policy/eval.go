@@ -48,6 +48,7 @@ func EvalFile(ctx context.Context, dir, inputPath string, explain bool, w io.Wri
 	if err != nil {
 		return fmt.Errorf("read input %s: %w", inputPath, err)
 	}
+	addAmounts(val)
 	if obj, ok := doc.(map[string]any); !ok {
 		fmt.Fprintf(w, "warning: the input is not an object\n")
 	} else if v := obj["version"]; v != InputVersion {
@@ -69,7 +70,7 @@ func EvalFile(ctx context.Context, dir, inputPath string, explain bool, w io.Wri
 	if explain {
 		// Show every rule evaluated, including those a revision otherwise
 		// evaluates once when it is built (see static.go).
-		rev.static = nil
+		rev.static, rev.tools = nil, nil
 		buf = topdown.NewBufferTracer()
 		opts = append(opts, rego.EvalQueryTracer(buf))
 	}
@@ -86,6 +87,49 @@ func EvalFile(ctx context.Context, dir, inputPath string, explain bool, w io.Wri
 		}
 		fmt.Fprintln(w, "\nevaluation trace:")
 		topdown.PrettyTraceWithLocation(indent(w), lineage.Full(*buf))
+	}
+	return nil
+}
+
+// addAmounts adds saga.amounts, computed from saga.steps, to an input
+// document that has steps but no amounts (one written by hand, say), as
+// agenthelm computes them for the inputs it builds.
+func addAmounts(input ast.Value) {
+	in, ok := input.(ast.Object)
+	if !ok {
+		return
+	}
+	saga, ok := valueAt(in, "saga").(ast.Object)
+	if !ok || saga.Get(keyTerms["amounts"]) != nil {
+		return
+	}
+	steps, ok := valueAt(saga, "steps").(*ast.Array)
+	if !ok {
+		return
+	}
+	summaries := make([]StepSummary, steps.Len())
+	amounts := make([][]stepAmount, steps.Len())
+	for i := range steps.Len() {
+		step, ok := steps.Elem(i).Value.(ast.Object)
+		if !ok {
+			continue
+		}
+		str := func(key string) string {
+			s, _ := valueAt(step, key).(ast.String)
+			return string(s)
+		}
+		summaries[i] = StepSummary{Tool: str("tool"), Upstream: str("upstream"), Status: str("status")}
+		if args := valueAt(step, "arguments"); args != nil {
+			amounts[i] = amountsOf(args)
+		}
+	}
+	saga.Insert(keyTerms["amounts"], ast.NewTerm(amountsValue(groupAmounts(summaries, amounts), nil)))
+}
+
+// valueAt is the value of obj at key, nil if it has none.
+func valueAt(obj ast.Object, key string) ast.Value {
+	if t := obj.Get(ast.StringTerm(key)); t != nil {
+		return t.Value
 	}
 	return nil
 }

@@ -75,6 +75,32 @@ decision := {"allow": true} if {
 	}
 }
 
+// An input written by hand has steps but no saga.amounts: EvalFile adds
+// them, as agenthelm does, so that the budget sees what the saga spent.
+func TestEvalFileAddsAmounts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "call.json")
+	call := `{
+		"version": "agenthelm.policy/v1",
+		"tool": {"name": "create_payment", "upstream": "payments", "has_compensator": true},
+		"arguments": {"amount": 300},
+		"saga": {"id": "s1", "steps": [
+			{"tool": "create_payment", "upstream": "payments", "status": "succeeded", "arguments": {"amount": 500}},
+			{"tool": "create_payment", "upstream": "payments", "status": "pending", "arguments": {"amount": "400"}},
+			{"tool": "create_payment", "upstream": "payments", "status": "failed", "arguments": {"amount": 5000}}
+		]}
+	}`
+	if err := os.WriteFile(path, []byte(call), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := EvalFile(context.Background(), shipped, path, false, &out); err != nil {
+		t.Fatal(err)
+	}
+	if want := "saga s1 would spend 1200 in total, above 1000"; !strings.Contains(out.String(), want) {
+		t.Errorf("EvalFile output lacks %q:\n%s", want, out.String())
+	}
+}
+
 func TestEvalFileErrors(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.json")

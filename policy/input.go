@@ -108,6 +108,10 @@ type SagaInfo struct {
 	Counts map[string]int `json:"counts"`
 	// ElapsedSeconds is the time since the saga's first step.
 	ElapsedSeconds float64 `json:"elapsed_seconds"`
+	// Amounts adds up the amounts in the arguments of Steps by tool, status
+	// and argument (see AmountTotal). When it is nil, it is computed from
+	// Steps as the input is converted or marshaled.
+	Amounts []AmountTotal `json:"amounts"`
 }
 
 // StepSummary is one earlier step of the saga.
@@ -218,6 +222,9 @@ func (in Input) normalized() Input {
 		steps[i] = s
 	}
 	in.Saga.Steps = steps
+	if in.Saga.Amounts == nil {
+		in.Saga.Amounts = AmountTotals(steps)
+	}
 	return in
 }
 
@@ -236,30 +243,55 @@ func (in *Input) Value() (ast.Value, error) { return in.value(nil, nil) }
 // come back in every later call's input, so with the cache each is
 // converted about once.
 func (in *Input) value(cache *stepCache, parts *partCache) (ast.Value, error) {
+	v, _, err := in.convert(cache, parts)
+	return v, err
+}
+
+// convert is value, and also returns the value of input.tool if parts
+// shares it between inputs (nil otherwise): the key of the tool rule cache.
+func (in *Input) convert(cache *stepCache, parts *partCache) (_ ast.Value, sharedTool ast.Value, err error) {
 	args, err := jsonValue(in.Arguments)
 	if err != nil {
-		return nil, fmt.Errorf("input.arguments: %w", err)
+		return nil, nil, fmt.Errorf("input.arguments: %w", err)
 	}
 	steps := make([]*ast.Term, len(in.Saga.Steps))
+	var stepAmounts [][]stepAmount // saga.amounts, unless given
+	if in.Saga.Amounts == nil {
+		stepAmounts = make([][]stepAmount, len(in.Saga.Steps))
+	}
 	for i := range in.Saga.Steps {
-		if steps[i], err = cache.step(&in.Saga.Steps[i]); err != nil {
-			return nil, fmt.Errorf("input.saga.steps[%d].arguments: %w", i, err)
+		var as []stepAmount
+		if steps[i], as, err = cache.step(&in.Saga.Steps[i]); err != nil {
+			return nil, nil, fmt.Errorf("input.saga.steps[%d].arguments: %w", i, err)
 		}
+		if stepAmounts != nil {
+			stepAmounts[i] = as
+		}
+	}
+	var amounts ast.Value
+	if stepAmounts != nil {
+		amounts = amountsValue(groupAmounts(in.Saga.Steps, stepAmounts), parts)
+	} else if amounts, err = amountTotalsValue(in.Saga.Amounts); err != nil {
+		return nil, nil, err
 	}
 	var tool, transport, agent, at ast.Value
 	if parts != nil {
-		tool, err = parts.tool(&in.Tool)
+		var shared bool
+		tool, shared, err = parts.tool(&in.Tool)
+		if shared {
+			sharedTool = tool
+		}
 		transport, agent, at = parts.transport(&in.Transport), parts.agent(&in.Agent), parts.timeOf(&in.Time)
 	} else {
 		tool, err = toolValue(&in.Tool)
 		transport, agent, at = transportValue(&in.Transport), agentValue(&in.Agent), timeValue(&in.Time)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	counts := make([][2]*ast.Term, 0, len(in.Saga.Counts))
 	for k, v := range in.Saga.Counts {
-		counts = append(counts, [2]*ast.Term{ast.StringTerm(k), ast.NewTerm(intValue(int64(v)))})
+		counts = append(counts, item(k, intValue(int64(v))))
 	}
 
 	version := in.Version
@@ -277,9 +309,10 @@ func (in *Input) value(cache *stepCache, parts *partCache) (ast.Value, error) {
 			item("steps", ast.NewArray(steps...)),
 			item("counts", ast.NewObject(counts...)),
 			item("elapsed_seconds", floatValue(in.Saga.ElapsedSeconds)),
+			item("amounts", amounts),
 		)),
 		item("time", at),
-	), nil
+	), sharedTool, nil
 }
 
 // toolValue converts the tool.
@@ -318,11 +351,12 @@ func timeValue(t *TimeInfo) ast.Value {
 	)
 }
 
-// stepValue converts one earlier step.
-func stepValue(s *StepSummary) (*ast.Term, error) {
+// stepValue converts one earlier step, and finds the amounts in its
+// arguments.
+func stepValue(s *StepSummary) (*ast.Term, []stepAmount, error) {
 	args, err := jsonValue(s.Arguments)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	return ast.ObjectTerm(
 		item("tool", ast.String(s.Tool)),
@@ -331,7 +365,31 @@ func stepValue(s *StepSummary) (*ast.Term, error) {
 		item("arguments", args),
 		item("time", ast.String(s.Time)),
 		item("unix", intValue(s.Unix)),
-	), nil
+	), amountsOf(args), nil
+}
+
+// amountTotalsValue converts amounts given in SagaInfo.Amounts.
+func amountTotalsValue(amounts []AmountTotal) (ast.Value, error) {
+	terms := make([]*ast.Term, len(amounts))
+	for i, a := range amounts {
+		var total ast.Value
+		switch t := a.Total.(type) {
+		case json.Number:
+			total = ast.Number(t)
+		case string:
+			total = ast.String(t)
+		default:
+			return nil, fmt.Errorf("input.saga.amounts[%d].total: %T, want a json.Number or a string", i, a.Total)
+		}
+		terms[i] = ast.ObjectTerm(
+			item("upstream", ast.String(a.Upstream)),
+			item("tool", ast.String(a.Tool)),
+			item("status", ast.String(a.Status)),
+			item("argument", ast.String(a.Argument)),
+			item("total", total),
+		)
+	}
+	return ast.NewArray(terms...), nil
 }
 
 // keyTerms are the input's fixed object keys, built once: AST values are
@@ -342,6 +400,8 @@ var keyTerms = func() map[string]*ast.Term {
 		"version", "tool", "name", "upstream", "annotations", "has_compensator", "read_only", "irreversible", "idempotent",
 		"arguments", "transport", "kind", "protocol", "protocol_version", "session_id", "remote_addr", "method", "path", "headers",
 		"agent", "id", "source", "client", "saga", "steps", "status", "counts", "elapsed_seconds", "time", "unix", "rfc3339", "weekday", "hour",
+		"amounts", "argument", "total",
+		StepPending, StepSucceeded, StepFailed, StepDenied, StepCompensated, StepStuck,
 	} {
 		m[k] = ast.StringTerm(k)
 	}

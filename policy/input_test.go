@@ -27,6 +27,7 @@ func realisticInputs() map[string]Input {
 		NewStepSummary("write_file", "filesystem", StepPending, json.RawMessage(`{"path":"/workspace/a"}`), now.Add(-10*time.Second)),
 		NewStepSummary("run_command", "shell", StepFailed, json.RawMessage(`{"command":"make"}`), now.Add(-5*time.Second)),
 		NewStepSummary("delete_bucket", "storage", StepStuck, json.RawMessage(`{}`), now.Add(-time.Second)),
+		NewStepSummary("charge", "payments", StepPending, json.RawMessage(`{"amount":"20.00","fee":0.3,"retries":0}`), now.Add(-time.Second)),
 	}
 	stdio := mcpCall("memory", "create_entities", `{"entities":[{"name":"a","entityType":"person","observations":[]}]}`)
 	stdio.Transport = toolcall.Transport{Kind: "mcp", Protocol: "stdio", Method: "tools/call"}
@@ -159,7 +160,7 @@ func TestNewInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"arguments":{}`, `"annotations":{}`, `"steps":[]`, `"counts":{}`, `"client":{}`} {
+	for _, want := range []string{`"arguments":{}`, `"annotations":{}`, `"steps":[]`, `"counts":{}`, `"amounts":[]`, `"client":{}`} {
 		if !bytes.Contains(raw, []byte(want)) {
 			t.Errorf("json.Marshal(empty Input) = %s, want it to contain %s", raw, want)
 		}
@@ -213,11 +214,11 @@ func FuzzParseJSONValue(f *testing.F) {
 func TestStepCache(t *testing.T) {
 	c := newStepCache(2)
 	step := NewStepSummary("create_payment", "payments", StepPending, json.RawMessage(`{"amount":5}`), now)
-	first, err := c.step(&step)
+	first, _, err := c.step(&step)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, _ := c.step(&step)
+	again, _, _ := c.step(&step)
 	if again != first {
 		t.Errorf("second lookup of the same step converted it again")
 	}
@@ -227,8 +228,8 @@ func TestStepCache(t *testing.T) {
 	other := step
 	other.Arguments = json.RawMessage(`{"amount":6}`)
 	for _, s := range []StepSummary{done, other} {
-		got, _ := c.step(&s)
-		want, _ := stepValue(&s)
+		got, _, _ := c.step(&s)
+		want, _, _ := stepValue(&s)
 		if got == first || got.Value.Compare(want.Value) != 0 {
 			t.Errorf("step %s %s = %v, want %v", s.Status, s.Arguments, got, want)
 		}
@@ -236,7 +237,7 @@ func TestStepCache(t *testing.T) {
 	// Bounded: two generations of two entries.
 	for i := range 10 {
 		s := NewStepSummary("t", "u", StepSucceeded, json.RawMessage(`{"i":`+string(rune('0'+i))+`}`), now)
-		if _, err := c.step(&s); err != nil {
+		if _, _, err := c.step(&s); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -244,7 +245,7 @@ func TestStepCache(t *testing.T) {
 		t.Errorf("cache holds %d steps, want at most 4", n)
 	}
 	bad := NewStepSummary("t", "u", StepSucceeded, json.RawMessage(`{`), now)
-	if _, err := c.step(&bad); err == nil {
+	if _, _, err := c.step(&bad); err == nil {
 		t.Error("a step with broken arguments converted")
 	}
 }
@@ -305,4 +306,32 @@ func TestPartCache(t *testing.T) {
 	changed.Time = NewTimeInfo(now.Add(time.Second))
 	value(changed)
 	value(in)
+
+	// The entries of saga.amounts are shared while their steps are the same.
+	steps := newStepCache(8)
+	paid := NewStepSummary("create_payment", "payments", StepSucceeded, json.RawMessage(`{"amount":5}`), now)
+	amounts := func(in Input) *ast.Array {
+		t.Helper()
+		v, err := in.value(steps, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := in.Value()
+		if v.Compare(want) != 0 {
+			t.Fatalf("cached input = %v, want %v", v, want)
+		}
+		return part(part(v, "saga"), "amounts").(*ast.Array)
+	}
+	one := NewInput(mcpCall("payments", "charge", `{}`), compensatable, agent, sagaWith(paid), now)
+	spent := amounts(one)
+	later := one
+	later.Saga.Steps = append([]StepSummary{paid}, NewStepSummary("get_order", "orders", StepSucceeded, json.RawMessage(`{"id":"ord_1"}`), now))
+	if got := amounts(later); got.Len() != 1 || got.Elem(0) != spent.Elem(0) {
+		t.Errorf("amounts of a saga whose spending did not change = %v, want the same entry as before", got)
+	}
+	more := one
+	more.Saga.Steps = []StepSummary{paid, paid}
+	if got := amounts(more); got.Elem(0) == spent.Elem(0) {
+		t.Errorf("amounts of a saga that spent again share the old entry: %v", got)
+	}
 }

@@ -95,8 +95,9 @@ func (p *jsonParser) literal(word string, v ast.Value) (ast.Value, error) {
 
 func (p *jsonParser) object(depth int) (ast.Value, error) {
 	p.pos++ // {
-	var kvs [][2]*ast.Term
-	var keys []string
+	// Most objects are small: their key-value list needs no allocation.
+	var buf [8][2]*ast.Term
+	kvs := buf[:0]
 	p.skipSpace()
 	if p.pos < len(p.data) && p.data[p.pos] == '}' {
 		p.pos++
@@ -128,7 +129,6 @@ func (p *jsonParser) object(depth int) (ast.Value, error) {
 			return nil, err
 		}
 		kvs = append(kvs, [2]*ast.Term{ast.StringTerm(k), ast.NewTerm(v)})
-		keys = append(keys, k)
 		p.skipSpace()
 		if p.pos >= len(p.data) {
 			return nil, errJSONEnd
@@ -138,7 +138,7 @@ func (p *jsonParser) object(depth int) (ast.Value, error) {
 			p.pos++
 		case '}':
 			p.pos++
-			if hasDuplicate(keys) {
+			if hasDuplicate(kvs) {
 				return newObjectLastWins(kvs), nil
 			}
 			return ast.NewObject(kvs...), nil
@@ -148,23 +148,25 @@ func (p *jsonParser) object(depth int) (ast.Value, error) {
 	}
 }
 
-func hasDuplicate(keys []string) bool {
-	if len(keys) <= 16 {
-		for i := range keys {
-			for j := i + 1; j < len(keys); j++ {
-				if keys[i] == keys[j] {
+// hasDuplicate reports whether two of the (string) keys of kvs are equal.
+func hasDuplicate(kvs [][2]*ast.Term) bool {
+	key := func(i int) ast.String { return kvs[i][0].Value.(ast.String) }
+	if len(kvs) <= 16 {
+		for i := range kvs {
+			for j := i + 1; j < len(kvs); j++ {
+				if key(i) == key(j) {
 					return true
 				}
 			}
 		}
 		return false
 	}
-	seen := make(map[string]struct{}, len(keys))
-	for _, k := range keys {
-		if _, ok := seen[k]; ok {
+	seen := make(map[ast.String]struct{}, len(kvs))
+	for i := range kvs {
+		if _, ok := seen[key(i)]; ok {
 			return true
 		}
-		seen[k] = struct{}{}
+		seen[key(i)] = struct{}{}
 	}
 	return false
 }

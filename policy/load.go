@@ -277,6 +277,7 @@ type revision struct {
 	query    rego.PreparedEvalQuery
 	compiler *ast.Compiler
 	static   staticValues // values of the rules that depend only on data
+	tools    *toolCache   // values of the rules that depend only on data and the tool, by tool
 }
 
 // compileOptions are the settings every compile of a policy shares.
@@ -332,13 +333,15 @@ func build(ctx context.Context, snap *snapshot, opts compileOptions) (*revision,
 			return nil, err
 		}
 	}
+	static, tool := cacheableRules(compiler, decisionRef)
 	return &revision{
 		id:       snap.revision(),
 		files:    snap.files(),
 		loadedAt: time.Now(),
 		query:    pq,
 		compiler: compiler,
-		static:   evalStatic(ctx, compiler, store, staticRules(compiler, decisionRef)),
+		static:   evalStatic(ctx, compiler, store, static),
+		tools:    newToolCache(tool),
 	}, nil
 }
 

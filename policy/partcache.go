@@ -3,6 +3,7 @@ package policy
 import (
 	"encoding/json"
 	"hash/maphash"
+	"slices"
 	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -24,6 +25,7 @@ type partCache struct {
 	tools      map[toolKey]toolEntry
 	transports map[transportKey]transportEntry
 	agents     map[AgentInfo]ast.Value
+	amounts    map[amountKey]amountEntry
 	time       TimeInfo
 	timeValue  ast.Value
 }
@@ -37,6 +39,7 @@ func newPartCache() *partCache {
 		tools:      map[toolKey]toolEntry{},
 		transports: map[transportKey]transportEntry{},
 		agents:     map[AgentInfo]ast.Value{},
+		amounts:    map[amountKey]amountEntry{},
 	}
 }
 
@@ -63,11 +66,13 @@ type transportEntry struct {
 	value   ast.Value
 }
 
-// tool returns the value of t.
-func (c *partCache) tool(t *ToolInfo) (ast.Value, error) {
+// tool returns the value of t, and whether it is the value the cache
+// returns for every input with this tool.
+func (c *partCache) tool(t *ToolInfo) (_ ast.Value, shared bool, _ error) {
 	h, ok := c.hashScalars(t.Annotations)
 	if !ok { // annotations that are not all scalars: not worth caching
-		return toolValue(t)
+		v, err := toolValue(t)
+		return v, false, err
 	}
 	k := toolKey{
 		name: t.Name, upstream: t.Upstream,
@@ -78,11 +83,11 @@ func (c *partCache) tool(t *ToolInfo) (ast.Value, error) {
 	e, hit := c.tools[k]
 	c.mu.Unlock()
 	if hit && sameScalars(e.annotations, t.Annotations) {
-		return e.value, nil
+		return e.value, true, nil
 	}
 	v, err := toolValue(t)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	ann := make(map[string]any, len(t.Annotations))
 	for name, x := range t.Annotations {
@@ -94,7 +99,7 @@ func (c *partCache) tool(t *ToolInfo) (ast.Value, error) {
 	}
 	c.tools[k] = toolEntry{annotations: ann, value: v}
 	c.mu.Unlock()
-	return v, nil
+	return v, true, nil
 }
 
 // transport returns the value of t.
@@ -143,6 +148,37 @@ func (c *partCache) agent(a *AgentInfo) ast.Value {
 	c.agents[*a] = v
 	c.mu.Unlock()
 	return v
+}
+
+type amountKey struct{ upstream, tool, status, arg string }
+
+type amountEntry struct {
+	values []*ast.Term // compared by identity: the step cache hands out the same terms
+	term   *ast.Term
+}
+
+// amount returns the entry of saga.amounts for g. A saga's amounts change
+// only when a step with amounts is added or changes status, so most calls
+// find the entries of the previous one. A nil *partCache builds every time.
+func (c *partCache) amount(g *amountGroup) *ast.Term {
+	if c == nil {
+		return amountTerm(g)
+	}
+	k := amountKey{g.upstream, g.tool, g.status, g.arg}
+	c.mu.Lock()
+	e, hit := c.amounts[k]
+	c.mu.Unlock()
+	if hit && slices.Equal(e.values, g.values) {
+		return e.term
+	}
+	t := amountTerm(g)
+	c.mu.Lock()
+	if len(c.amounts) >= partCacheSize {
+		clear(c.amounts)
+	}
+	c.amounts[k] = amountEntry{values: g.values, term: t}
+	c.mu.Unlock()
+	return t
 }
 
 // timeOf returns the value of t: the last one is kept, as calls come in

@@ -28,6 +28,9 @@ import (
 //
 // The values are exactly those each decision would compute, so decisions do
 // not change; tests and `opa test` compute them per query, as before.
+//
+// The same analysis finds the tool rules, whose value depends on data and
+// input.tool only: toolcache.go keeps their values per tool.
 
 // staticBudget bounds the time a revision spends evaluating static rules;
 // rules not reached in time are left to each decision.
@@ -52,7 +55,12 @@ func (s staticValues) get(ref ast.Ref) (staticValue, bool) {
 	if !ok {
 		return staticValue{}, false
 	}
-	for _, v := range s[string(name)] {
+	return s.lookup(string(name), ref)
+}
+
+// lookup is get for a ref whose last element is name.
+func (s staticValues) lookup(name string, ref ast.Ref) (staticValue, bool) {
+	for _, v := range s[name] {
 		if v.ref.Equal(ref) {
 			return v, true
 		}
@@ -73,37 +81,65 @@ var nonStaticBuiltins = map[string]bool{
 	ast.InternalTemplateString.Name: true,
 }
 
+// ruleClass says what a rule's value depends on.
+type ruleClass int
+
+const (
+	classStatic  ruleClass = iota // data only: the same for every call of a revision
+	classTool                     // data and input.tool: the same for every call of a tool
+	classDynamic                  // anything else
+)
+
+// toolRoot is the key of input.tool.
+var toolRoot = ast.StringTerm("tool")
+
 // staticRules returns the paths of the static complete rules the rules at
 // from depend on, directly or not.
 func staticRules(c *ast.Compiler, from ast.Ref) []ast.Ref {
-	// Rules that are not static by themselves.
-	var tainted []*ast.Rule
+	static, _ := cacheableRules(c, from)
+	return static
+}
+
+// cacheableRules returns the paths of the complete rules without arguments
+// that the rules at from depend on, directly or not, and whose value
+// depends on data only (static) or on data and input.tool only (tool).
+func cacheableRules(c *ast.Compiler, from ast.Ref) (static, tool []ast.Ref) {
+	// What each rule depends on by itself, then through the rules and
+	// functions it uses: a rule is at least of the class of everything it
+	// depends on.
+	class := map[*ast.Rule]ruleClass{}
+	var dynamic, toolOnly []*ast.Rule
 	for _, m := range c.Modules {
 		ast.WalkRules(m, func(r *ast.Rule) bool {
-			if !selfStatic(r) {
-				tainted = append(tainted, r)
+			switch selfClass(r) {
+			case classDynamic:
+				dynamic = append(dynamic, r)
+			case classTool:
+				toolOnly = append(toolOnly, r)
 			}
 			return false
 		})
 	}
-
-	// Whatever depends on a tainted rule is not static either.
-	dynamic := map[*ast.Rule]bool{}
-	for len(tainted) > 0 {
-		r := tainted[len(tainted)-1]
-		tainted = tainted[:len(tainted)-1]
-		if dynamic[r] {
-			continue
-		}
-		dynamic[r] = true
-		for d := range c.Graph.Dependents(r) {
-			if dr, ok := d.(*ast.Rule); ok && !dynamic[dr] {
-				tainted = append(tainted, dr)
+	raise := func(from []*ast.Rule, to ruleClass) {
+		for len(from) > 0 {
+			r := from[len(from)-1]
+			from = from[:len(from)-1]
+			if class[r] >= to {
+				continue
+			}
+			class[r] = to
+			for d := range c.Graph.Dependents(r) {
+				if dr, ok := d.(*ast.Rule); ok && class[dr] < to {
+					from = append(from, dr)
+				}
 			}
 		}
 	}
-	// A rule set is one value: a rule is static only if all the rules that
-	// define its path are, else branches and default included. top counts
+	raise(dynamic, classDynamic)
+	raise(toolOnly, classTool)
+
+	// A rule set is one value: its class is the highest of all the rules
+	// that define its path, else branches and default included. top counts
 	// the rules at a path as the compiler's rule tree lists them (without
 	// else branches).
 	byPath := map[string][]*ast.Rule{}
@@ -124,7 +160,6 @@ func staticRules(c *ast.Compiler, from ast.Ref) []ast.Ref {
 	// What the decision reaches.
 	seen := map[*ast.Rule]bool{}
 	stack := append([]*ast.Rule(nil), c.GetRulesForVirtualDocument(from)...)
-	var out []ast.Ref
 	done := map[string]bool{}
 	for len(stack) > 0 {
 		r := stack[len(stack)-1]
@@ -145,66 +180,86 @@ func staticRules(c *ast.Compiler, from ast.Ref) []ast.Ref {
 			continue
 		}
 		path := r.Ref()
+		if _, ok := path[len(path)-1].Value.(ast.String); !ok {
+			continue // values are kept by the rule's name (see staticValues)
+		}
 		key := path.String()
 		if done[key] {
 			continue
 		}
 		done[key] = true
-		static := true
+		pathClass := classStatic
 		for _, rr := range byPath[key] {
-			if dynamic[rr] || len(rr.Head.Args) > 0 || rr.Head.RuleKind() != ast.SingleValue {
-				static = false
+			if len(rr.Head.Args) > 0 || rr.Head.RuleKind() != ast.SingleValue {
+				pathClass = classDynamic
 				break
 			}
+			pathClass = max(pathClass, class[rr])
 		}
 		// A rule below or above this path would make it a different document.
-		if static && len(c.GetRulesWithPrefix(path)) != top[key] {
-			static = false
+		if len(c.GetRulesWithPrefix(path)) != top[key] {
+			pathClass = classDynamic
 		}
-		if static {
-			out = append(out, path)
+		switch pathClass {
+		case classStatic:
+			static = append(static, path)
+		case classTool:
+			tool = append(tool, path)
 		}
 	}
-	return out
+	return static, tool
 }
 
-// selfStatic reports whether r, by itself, reads no input, uses no `with`
-// and calls no built-in whose result or effect belongs to each evaluation.
-// (The rules and functions it refers to are checked through the dependency
+// selfClass tells what r reads by itself: nothing but data (static),
+// input.tool (tool), or anything else of the input, a `with`, or a built-in
+// whose result or effect belongs to each evaluation (dynamic). (The rules
+// and functions it refers to are accounted for through the dependency
 // graph.)
-func selfStatic(r *ast.Rule) bool {
-	static := true
-	for rule := r; rule != nil && static; rule = rule.Else {
+func selfClass(r *ast.Rule) ruleClass {
+	class := classStatic
+	var visit func(t *ast.Term) bool
+	visit = func(t *ast.Term) bool {
+		switch v := t.Value.(type) {
+		case ast.Ref:
+			if v.HasPrefix(ast.InputRootRef) {
+				if len(v) < 2 || !v[1].Equal(toolRoot) {
+					class = classDynamic
+					return true
+				}
+				class = max(class, classTool)
+				for _, x := range v[2:] { // input.tool[k]: what k reads counts too
+					ast.WalkTerms(x, visit)
+				}
+				return true
+			}
+		case ast.Call:
+			if len(v) > 0 && !builtinIsStatic(v[0].String()) {
+				class = classDynamic
+			}
+		case ast.Var:
+			if v.Equal(ast.InputRootDocument.Value) {
+				class = classDynamic
+			}
+		}
+		return class == classDynamic
+	}
+	for rule := r; rule != nil && class != classDynamic; rule = rule.Else {
 		ast.WalkExprs(rule, func(e *ast.Expr) bool {
 			if len(e.With) > 0 {
-				static = false
+				class = classDynamic
 			}
 			if e.IsCall() {
 				if name := e.Operator().String(); !builtinIsStatic(name) {
-					static = false
+					class = classDynamic
 				}
 			}
-			return !static
+			return class == classDynamic
 		})
-		ast.WalkTerms(rule, func(t *ast.Term) bool {
-			switch v := t.Value.(type) {
-			case ast.Ref:
-				if v.HasPrefix(ast.InputRootRef) {
-					static = false
-				}
-			case ast.Call:
-				if len(v) > 0 && !builtinIsStatic(v[0].String()) {
-					static = false
-				}
-			case ast.Var:
-				if v.Equal(ast.InputRootDocument.Value) {
-					static = false
-				}
-			}
-			return !static
-		})
+		if class != classDynamic {
+			ast.WalkTerms(rule, visit)
+		}
 	}
-	return static
+	return class
 }
 
 // builtinIsStatic reports whether a call of name (a built-in, or a user
@@ -260,36 +315,3 @@ func evalStatic(ctx context.Context, c *ast.Compiler, store storage.Store, paths
 	}
 	return out
 }
-
-// decisionCache is the virtual-document cache of one decision: OPA's own,
-// which starts out knowing the revision's static rule values. Inside a
-// `with` (a frame pushed), data or functions may be replaced, so the static
-// values are not used there.
-type decisionCache struct {
-	static staticValues
-	inner  topdown.VirtualCache
-	depth  int
-}
-
-func newDecisionCache(static staticValues) *decisionCache {
-	return &decisionCache{static: static, inner: topdown.NewVirtualCache()}
-}
-
-func (c *decisionCache) Push() { c.depth++; c.inner.Push() }
-
-func (c *decisionCache) Pop() { c.depth--; c.inner.Pop() }
-
-func (c *decisionCache) Get(ref ast.Ref) (*ast.Term, bool) {
-	if c.depth == 0 {
-		if v, ok := c.static.get(ref); ok {
-			return v.value, v.undefined
-		}
-	}
-	return c.inner.Get(ref)
-}
-
-func (c *decisionCache) Put(ref ast.Ref, value *ast.Term) { c.inner.Put(ref, value) }
-
-func (c *decisionCache) Keys() []ast.Ref { return c.inner.Keys() }
-
-var _ topdown.VirtualCache = (*decisionCache)(nil)

@@ -151,14 +151,28 @@ limit := to_number(data.settings.limit)
 func TestStaticValuesOfTheShippedPolicies(t *testing.T) {
 	e := newEngine(t, Options{Dir: shipped})
 	rev := e.cur.Load()
-	for _, name := range []string{"tool_index", "root_prefixes", "amount_arguments", "rate_min_steps"} {
+	for _, name := range []string{"tool_index", "tool_profiles", "root_prefixes", "amount_arguments", "rate_min_steps"} {
 		if len(rev.static[name]) != 1 || rev.static[name][0].value == nil {
 			t.Errorf("%s is not computed once per revision: %v", name, rev.static[name])
 		}
 	}
-	for _, name := range []string{"profile", "tool_names", "spent", "decision"} {
+	var tool []string
+	for _, ref := range rev.tools.refs {
+		tool = append(tool, strings.TrimPrefix(ref.String(), "data.agenthelm.authz."))
+	}
+	for _, name := range []string{"profile", "tool_id", "irreversible_because", "exempt_because"} {
+		if !slices.Contains(tool, name) {
+			t.Errorf("%s is not computed once per tool (tool rules: %v)", name, tool)
+		}
+	}
+	for _, name := range []string{"profile", "tool_id", "spent", "saga_total", "decision"} {
 		if len(rev.static[name]) != 0 {
 			t.Errorf("%s depends on input but was computed once", name)
+		}
+	}
+	for _, name := range []string{"spent", "saga_total", "charge", "decision"} {
+		if slices.Contains(tool, name) {
+			t.Errorf("%s depends on more than the tool but is computed once per tool", name)
 		}
 	}
 }

@@ -29,8 +29,9 @@ type stepKey struct {
 }
 
 type cachedStep struct {
-	args []byte // compared on a hit: a hash collision never returns the wrong step
-	term *ast.Term
+	args    []byte // compared on a hit: a hash collision never returns the wrong step
+	term    *ast.Term
+	amounts []stepAmount // the amounts in its arguments, for saga.amounts
 }
 
 // maxCachedArgs keeps large arguments (file contents) out of the cache.
@@ -40,8 +41,9 @@ func newStepCache(max int) *stepCache {
 	return &stepCache{max: max, seed: maphash.MakeSeed(), cur: map[stepKey]cachedStep{}}
 }
 
-// step returns the value of s, converting it on a miss.
-func (c *stepCache) step(s *StepSummary) (*ast.Term, error) {
+// step returns the value of s and the amounts in its arguments, converting
+// it on a miss.
+func (c *stepCache) step(s *StepSummary) (*ast.Term, []stepAmount, error) {
 	if c == nil || len(s.Arguments) > maxCachedArgs {
 		return stepValue(s)
 	}
@@ -53,17 +55,17 @@ func (c *stepCache) step(s *StepSummary) (*ast.Term, error) {
 	}
 	c.mu.Unlock()
 	if ok && bytes.Equal(e.args, s.Arguments) {
-		return e.term, nil
+		return e.term, e.amounts, nil
 	}
-	t, err := stepValue(s)
+	t, amounts, err := stepValue(s)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c.mu.Lock()
 	if len(c.cur) >= c.max {
 		c.old, c.cur = c.cur, make(map[stepKey]cachedStep, c.max)
 	}
-	c.cur[k] = cachedStep{args: bytes.Clone(s.Arguments), term: t}
+	c.cur[k] = cachedStep{args: bytes.Clone(s.Arguments), term: t, amounts: amounts}
 	c.mu.Unlock()
-	return t, nil
+	return t, amounts, nil
 }
