@@ -261,10 +261,33 @@ func (e *Engine) policyInput(l *live, call *toolcall.Call, rule Rule) policy.Inp
 	}
 	from := max(0, len(l.s.Steps)-policyHistory)
 	for _, st := range l.s.Steps[from:] {
-		info.Steps = append(info.Steps, policy.NewStepSummary(st.Tool, st.Upstream, policyStatus(st), st.Args, st.Started))
+		args := st.Args
+		if st.Launch != nil && st.Launch.Transport == "http" {
+			args = httpBody(args)
+		}
+		info.Steps = append(info.Steps, policy.NewStepSummary(st.Tool, st.Upstream, policyStatus(st), args, st.Started))
 	}
 	l.mu.Unlock()
+	if call.Transport.Kind == "http" {
+		// The policy sees an HTTP tool call's body as its arguments, so
+		// that rules over arguments (an amount) hold at both doors; the
+		// rest of the request is in the transport.
+		c := *call
+		c.Arguments = httpBody(call.Arguments)
+		return policy.NewInput(&c, tool, agent, info, now)
+	}
 	return policy.NewInput(call, tool, agent, info, now)
+}
+
+// httpBody is the body of an HTTP tool call's arguments, the request
+// document {method, path, params, query, headers, body}; nil when it has
+// none.
+func httpBody(request json.RawMessage) json.RawMessage {
+	b := jsonrpc.Member(request, "body")
+	if string(b) == "null" {
+		return nil
+	}
+	return b
 }
 
 // policyStatus maps a step's state onto the statuses policies see.

@@ -447,6 +447,24 @@ func transportValue(t *toolcall.Transport) ast.Value {
 		}
 		kv = append(kv, item("headers", ast.NewObject(h...)))
 	}
+	if len(t.Params) > 0 {
+		p := make([][2]*ast.Term, 0, len(t.Params))
+		for k, v := range t.Params {
+			p = append(p, [2]*ast.Term{ast.StringTerm(k), ast.StringTerm(v)})
+		}
+		kv = append(kv, item("params", ast.NewObject(p...)))
+	}
+	if len(t.Query) > 0 {
+		q := make([][2]*ast.Term, 0, len(t.Query))
+		for k, vs := range t.Query {
+			arr := make([]*ast.Term, len(vs))
+			for i, v := range vs {
+				arr[i] = ast.StringTerm(v)
+			}
+			q = append(q, [2]*ast.Term{ast.StringTerm(k), ast.ArrayTerm(arr...)})
+		}
+		kv = append(kv, item("query", ast.NewObject(q...)))
+	}
 	return ast.NewObject(kv...)
 }
 

@@ -27,6 +27,12 @@ type Transport struct {
 	Path string `json:"path,omitempty"`
 	// Headers holds selected request headers (never credentials).
 	Headers map[string]string `json:"headers,omitempty"`
+	// Params are an HTTP route's {name} placeholders as they appear in
+	// the path (HTTP tool calls only).
+	Params map[string]string `json:"params,omitempty"`
+	// Query is an HTTP tool call's query string, each name with all its
+	// values (HTTP tool calls only).
+	Query map[string][]string `json:"query,omitempty"`
 }
 
 // ClientInfo is what the agent said about itself (MCP clientInfo).

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/agenthelm/agenthelm/internal/paymentsapi"
+	"github.com/agenthelm/agenthelm/policies"
 	"github.com/agenthelm/agenthelm/saga"
 )
 
@@ -217,5 +218,31 @@ func TestRollbackHTTPSagaOffline(t *testing.T) {
 	}
 	if refunds := api.Refunds(); len(refunds) != 1 || refunds[0].Charge != "ch_1" || refunds[0].Key != saga.IdempotencyKey(id, 1, "compensate") {
 		t.Errorf("refunds = %+v, want one of ch_1", refunds)
+	}
+}
+
+// TestServeHTTPToolShippedBudget: the shipped budget policy reads a REST
+// charge's amount from its body, as it reads an MCP tool's arguments: a
+// charge above the hard limit is denied and never reaches the API, and
+// earlier charges of the saga count towards it.
+func TestServeHTTPToolShippedBudget(t *testing.T) {
+	t.Setenv("AGENTHELM_TEST_PAYMENTS_KEY", "k")
+	dir, err := policies.WriteTo(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := paymentsapi.Start(t)
+	sp := startServe(t, restConfig(api, dir))
+	charge := "http://" + sp.http + "/payments/v1/charges"
+	if r := httpDo(t, "POST", charge, `{"amount":900,"currency":"eur"}`, "X-Agent-Id", "bot"); r.status != http.StatusCreated {
+		t.Fatalf("a charge within budget: %d %s", r.status, r.body)
+	}
+	r := httpDo(t, "POST", charge, `{"amount":4500,"currency":"eur"}`, "X-Agent-Id", "bot")
+	pr := problemFrom(t, r)
+	if r.status != http.StatusForbidden || pr.Code != "denied" || len(pr.Reasons) == 0 || !strings.Contains(pr.Reasons[0], "would spend 5400 in total, above the hard limit of 5000") {
+		t.Errorf("a charge over the saga's budget: %d %s, want 403 with the hard limit", r.status, r.body)
+	}
+	if n := len(api.Charges()); n != 1 {
+		t.Errorf("the API has %d charges, want 1", n)
 	}
 }

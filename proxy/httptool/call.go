@@ -82,7 +82,7 @@ func (p *Proxy) newCall(rc *fasthttp.RequestCtx, rq *request) *toolcall.Call {
 		}
 	}
 	params, _ := jsonrpc.Marshal(callParams{Name: rq.route.Tool, Arguments: rawArgs, Meta: meta})
-	return &toolcall.Call{
+	call := &toolcall.Call{
 		Upstream:  rq.up.name,
 		Tool:      rq.route.Tool,
 		Arguments: rawArgs,
@@ -95,6 +95,13 @@ func (p *Proxy) newCall(rc *fasthttp.RequestCtx, rq *request) *toolcall.Call {
 		},
 		TokenSubject: rq.subject,
 	}
+	if len(args.Params) > 0 {
+		call.Transport.Params = args.Params
+	}
+	if len(args.Query) > 0 {
+		call.Transport.Query = args.Query
+	}
+	return call
 }
 
 // callParams are a routed call's params, as an MCP tools/call's.

@@ -218,7 +218,7 @@ default decision := {"allow": true, "require_approval": false, "reasons": []}
 decision := {"allow": false, "require_approval": false, "reasons": [sprintf("%s %s: cancelling charges is off", [input.transport.method, input.transport.path]), "ask finance"]} if {
 	input.transport.method == "DELETE"
 	startswith(input.transport.path, "/v1/charges/")
-	input.arguments.params.id != ""
+	input.transport.params.id == "ch_9"
 }
 `, 5*time.Second)
 	r := send(t, "DELETE", s.base+"/payments/v1/charges/ch_9", "", "X-Agent-Id", "bot")

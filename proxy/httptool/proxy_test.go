@@ -69,7 +69,7 @@ func TestRoutedCall(t *testing.T) {
 	wantTransport := toolcall.Transport{Kind: "http", Protocol: "http", Method: "POST", Path: "/v1/charges", Headers: map[string]string{
 		"X-Agenthelm-Saga": "saga-7", "Traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
 		"Content-Type": "application/json", "X-Agent-Id": "support-bot",
-	}}
+	}, Query: map[string][]string{"expand": {"customer", "balance"}, "limit": {"2"}}}
 	got := call.Transport
 	if !strings.HasPrefix(got.RemoteAddr, "127.0.0.1:") {
 		t.Errorf("remote addr %q", got.RemoteAddr)
