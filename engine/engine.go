@@ -198,6 +198,9 @@ type live struct {
 	retry     *time.Timer
 	broken    error // the journal refused a write: state is not trusted
 	lists     headLists
+	// amounts are the policy's amounts in each step's arguments, by step
+	// number, read once (input.saga.amounts covers the whole saga).
+	amounts map[int]policy.StepAmounts
 }
 
 var _ toolcall.Interceptor = (*Engine)(nil)

@@ -53,6 +53,7 @@ func itemServer(t *testing.T) (*httptest.Server, *ledger) {
 	type nameArgs struct {
 		Name     string `json:"name"`
 		Password string `json:"password,omitempty"`
+		Amount   int    `json:"amount,omitempty"`
 	}
 	key := func(req *mcp.CallToolRequest) string {
 		if m := req.Params.Meta; m != nil {

@@ -226,9 +226,9 @@ func (e *Engine) keepAlive(ctx context.Context, call *toolcall.Call, req approva
 }
 
 // policyHistory is how many of a saga's latest steps the policy sees (its
-// counts cover them all). It bounds the cost of a decision in a saga that
-// runs for hours; rules that sum over steps (budgets) see the latest
-// policyHistory of them.
+// counts and amounts cover them all). It bounds the cost of a decision in a
+// saga that runs for hours; budgets read saga.amounts, which adds up every
+// step.
 const policyHistory = 128
 
 // policyInput builds the policy's input document for a call.
@@ -256,9 +256,32 @@ func (e *Engine) policyInput(l *live, call *toolcall.Call, rule Rule) policy.Inp
 	// steps, so that a long-running agent's calls do not get slower with
 	// every step (policies that need more read the journal's counts).
 	info.Counts = map[string]int{"total": len(l.s.Steps)}
+	var amountSteps []policy.StepSummary
+	var amounts []policy.StepAmounts
 	for _, st := range l.s.Steps {
-		info.Counts[policyStatus(st)]++
+		status := policyStatus(st)
+		info.Counts[status]++
+		// Amounts too cover the whole saga, or a budget could be spent
+		// past its limit in small calls beyond the latest steps. Each
+		// step's arguments are read once.
+		a, ok := l.amounts[st.N]
+		if !ok {
+			args := st.Args
+			if st.Launch != nil && st.Launch.Transport == "http" {
+				args = httpBody(args)
+			}
+			a = policy.AmountsIn(args)
+			if l.amounts == nil {
+				l.amounts = map[int]policy.StepAmounts{}
+			}
+			l.amounts[st.N] = a
+		}
+		if len(a) > 0 {
+			amountSteps = append(amountSteps, policy.StepSummary{Tool: st.Tool, Upstream: st.Upstream, Status: status})
+			amounts = append(amounts, a)
+		}
 	}
+	info.Amounts = policy.SumAmounts(amountSteps, amounts)
 	from := max(0, len(l.s.Steps)-policyHistory)
 	for _, st := range l.s.Steps[from:] {
 		args := st.Args

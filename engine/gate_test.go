@@ -206,3 +206,28 @@ func TestApprovalInTheClient(t *testing.T) {
 		}
 	}
 }
+
+// TestBudgetCoversTheWholeSaga: input.saga.amounts adds up every step of
+// the saga, not only the latest ones the input lists, so a budget cannot
+// be spent past its limit in many small calls.
+func TestBudgetCoversTheWholeSaga(t *testing.T) {
+	s, _ := startGatedWith(t, policy.ModeEnforce, `package agenthelm.authz
+
+default decision := {"allow": true, "require_approval": false, "reasons": []}
+
+spent := sum([a.total | some a in input.saga.amounts; a.tool == "create"; a.status == "succeeded"; a.argument == "amount"])
+
+decision := {"allow": false, "require_approval": false, "reasons": [sprintf("budget: %v spent", [spent])]} if {
+	spent + input.arguments.amount > 130
+}
+`)
+	for i := range 130 {
+		if res := s.call(t, "create", map[string]any{"name": fmt.Sprintf("n%d", i), "amount": 1}); res.IsError {
+			t.Fatalf("call %d within budget: %q", i+1, text(res))
+		}
+	}
+	res := s.call(t, "create", map[string]any{"name": "one-too-many", "amount": 1})
+	if !res.IsError || !strings.Contains(text(res), "budget: 130 spent") {
+		t.Errorf("call 131 answered %q, want the budget's denial", text(res))
+	}
+}

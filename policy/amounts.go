@@ -182,14 +182,52 @@ func AmountTotals(steps []StepSummary) []AmountTotal {
 	groups := groupAmounts(steps, amounts)
 	out := make([]AmountTotal, len(groups))
 	for i := range groups {
-		g := &groups[i]
-		out[i] = AmountTotal{Upstream: g.upstream, Tool: g.tool, Status: g.status, Argument: g.arg}
-		switch t := g.total().Value.(type) {
-		case ast.Number:
-			out[i].Total = json.Number(t)
-		case ast.String:
-			out[i].Total = string(t)
-		}
+		out[i] = groups[i].entry()
+	}
+	return out
+}
+
+// entry is the group as an entry of input.saga.amounts.
+func (g *amountGroup) entry() AmountTotal {
+	e := AmountTotal{Upstream: g.upstream, Tool: g.tool, Status: g.status, Argument: g.arg}
+	switch t := g.total().Value.(type) {
+	case ast.Number:
+		e.Total = json.Number(t)
+	case ast.String:
+		e.Total = string(t)
+	}
+	return e
+}
+
+// StepAmounts are the amounts among one step's top-level arguments, read
+// once: a saga engine keeps them with the step and adds up the whole
+// saga's with SumAmounts on every call, which the input's step list (the
+// latest steps only) could not do.
+type StepAmounts []stepAmount
+
+// AmountsIn reads the amounts among the top-level arguments args (none if
+// args is not a JSON object).
+func AmountsIn(args json.RawMessage) StepAmounts {
+	v, err := jsonValue(args)
+	if err != nil {
+		return nil
+	}
+	return amountsOf(v)
+}
+
+// SumAmounts adds up amounts[i], the amounts of steps[i], into the entries
+// of input.saga.amounts. Only the steps' Upstream, Tool and Status are
+// read. The result is never nil, so that NewInput and the input conversion
+// take it as given instead of summing the listed steps only.
+func SumAmounts(steps []StepSummary, amounts []StepAmounts) []AmountTotal {
+	raw := make([][]stepAmount, len(amounts))
+	for i, a := range amounts {
+		raw[i] = a
+	}
+	groups := groupAmounts(steps, raw)
+	out := make([]AmountTotal, len(groups))
+	for i := range groups {
+		out[i] = groups[i].entry()
 	}
 	return out
 }
