@@ -282,6 +282,17 @@ func (e *Engine) policyInput(l *live, call *toolcall.Call, rule Rule) policy.Inp
 		}
 	}
 	info.Amounts = policy.SumAmounts(amountSteps, amounts)
+	// Recent calls too: steps are in the order they were called, so the
+	// last minute's are at the end.
+	var recent []policy.StepSummary
+	for i := len(l.s.Steps) - 1; i >= 0; i-- {
+		st := l.s.Steps[i]
+		if now.Unix()-st.Started.Unix() >= policy.RecentWindowSeconds {
+			break
+		}
+		recent = append(recent, policy.StepSummary{Tool: st.Tool, Upstream: st.Upstream, Status: policyStatus(st), Unix: st.Started.Unix()})
+	}
+	info.RecentCalls = policy.CountRecent(recent, now.Unix())
 	from := max(0, len(l.s.Steps)-policyHistory)
 	for _, st := range l.s.Steps[from:] {
 		args := st.Args

@@ -32,12 +32,27 @@ call(tool, args) := object.union(object.remove(base_input, ["arguments"]), {"too
 compensatable := {"read_only": false, "has_compensator": true, "idempotent": false}
 
 # with_steps(req, steps) puts steps into the saga of req, with the amounts
-# agenthelm adds up from them.
+# and recent calls agenthelm counts from them.
 with_steps(req, steps) := object.union(req, {"saga": {
 	"steps": steps,
 	"counts": {"total": count(steps)},
 	"amounts": saga_amounts(steps),
+	"recent_calls": recent_calls(steps, req.time.unix),
 }})
+
+# recent_calls(steps, now) is input.saga.recent_calls as agenthelm counts
+# it: the steps of the last 60 seconds that were not denied, by upstream and
+# tool, in that order. (policy/recent_test.go checks that agenthelm and this
+# function agree.)
+recent_calls(steps, now) := [{"upstream": u, "tool": t, "calls": n} |
+	some [u, t] in {[s.upstream, s.tool] | some s in steps; counts_as_recent(s, now)}
+	n := count([s | some s in steps; counts_as_recent(s, now); [s.upstream, s.tool] == [u, t]])
+]
+
+counts_as_recent(s, now) if {
+	now - s.unix < 60
+	s.status != "denied"
+}
 
 # saga_amounts(steps) is input.saga.amounts as agenthelm computes it from
 # steps: the positive amounts of each top-level argument, added up by

@@ -112,6 +112,9 @@ type SagaInfo struct {
 	// and argument (see AmountTotal). When it is nil, it is computed from
 	// Steps as the input is converted or marshaled.
 	Amounts []AmountTotal `json:"amounts"`
+	// RecentCalls counts the saga's calls of the last minute by tool (see
+	// RecentCalls). When it is nil, it is counted from Steps.
+	RecentCalls []RecentCalls `json:"recent_calls"`
 }
 
 // StepSummary is one earlier step of the saga.
@@ -225,6 +228,9 @@ func (in Input) normalized() Input {
 	if in.Saga.Amounts == nil {
 		in.Saga.Amounts = AmountTotals(steps)
 	}
+	if in.Saga.RecentCalls == nil {
+		in.Saga.RecentCalls = CountRecent(steps, in.Time.Unix)
+	}
 	return in
 }
 
@@ -274,6 +280,10 @@ func (in *Input) convert(cache *stepCache, parts *partCache) (_ ast.Value, share
 	} else if amounts, err = amountTotalsValue(in.Saga.Amounts); err != nil {
 		return nil, nil, err
 	}
+	recent := in.Saga.RecentCalls
+	if recent == nil {
+		recent = CountRecent(in.Saga.Steps, in.Time.Unix)
+	}
 	var tool, transport, agent, at ast.Value
 	if parts != nil {
 		var shared bool
@@ -310,6 +320,7 @@ func (in *Input) convert(cache *stepCache, parts *partCache) (_ ast.Value, share
 			item("counts", ast.NewObject(counts...)),
 			item("elapsed_seconds", floatValue(in.Saga.ElapsedSeconds)),
 			item("amounts", amounts),
+			item("recent_calls", recentValue(recent)),
 		)),
 		item("time", at),
 	), sharedTool, nil
@@ -400,7 +411,7 @@ var keyTerms = func() map[string]*ast.Term {
 		"version", "tool", "name", "upstream", "annotations", "has_compensator", "read_only", "irreversible", "idempotent",
 		"arguments", "transport", "kind", "protocol", "protocol_version", "session_id", "remote_addr", "method", "path", "headers",
 		"agent", "id", "source", "client", "saga", "steps", "status", "counts", "elapsed_seconds", "time", "unix", "rfc3339", "weekday", "hour",
-		"amounts", "argument", "total",
+		"amounts", "argument", "total", "recent_calls", "calls", "params", "query",
 		StepPending, StepSucceeded, StepFailed, StepDenied, StepCompensated, StepStuck,
 	} {
 		m[k] = ast.StringTerm(k)

@@ -151,7 +151,7 @@ limit := to_number(data.settings.limit)
 func TestStaticValuesOfTheShippedPolicies(t *testing.T) {
 	e := newEngine(t, Options{Dir: shipped})
 	rev := e.cur.Load()
-	for _, name := range []string{"tool_index", "tool_profiles", "root_prefixes", "amount_arguments", "rate_min_steps"} {
+	for _, name := range []string{"tool_index", "tool_profiles", "root_prefixes", "amount_arguments"} {
 		if len(rev.static[name]) != 1 || rev.static[name][0].value == nil {
 			t.Errorf("%s is not computed once per revision: %v", name, rev.static[name])
 		}
