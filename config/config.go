@@ -88,6 +88,29 @@ type Policy struct {
 	// activated; failing tests keep the previous policy. False: reloads are
 	// only parsed and compiled.
 	TestOnReload bool `yaml:"test_on_reload"`
+	// Bundle takes the policy from an OPA bundle server instead of Dir.
+	Bundle PolicyBundle `yaml:"bundle"`
+}
+
+// PolicyBundle is an OPA bundle server that distributes the policy
+// centrally. With a URL, the policy comes from the bundle and Dir is not
+// read; the last activated bundle is kept in the journal directory so that
+// agenthelm can start when the server cannot be reached.
+type PolicyBundle struct {
+	// URL is the bundle's http or https address. Empty: no bundle.
+	URL string `yaml:"url"`
+	// Poll is how often the bundle is fetched again. Must be positive.
+	Poll Duration `yaml:"poll"`
+	// Headers are sent with every request (Authorization); values may use
+	// ${VAR}.
+	Headers map[string]string `yaml:"headers"`
+	// PublicKeyFile holds the PEM public key bundles must be signed with.
+	// Empty: signatures are not checked.
+	PublicKeyFile string `yaml:"public_key_file"`
+	// KeyID is the key's id in the bundle's signature.
+	KeyID string `yaml:"key_id"`
+	// Algorithm is the signature's algorithm (RS256, ES256, ...).
+	Algorithm string `yaml:"algorithm"`
 }
 
 // Policy modes.
@@ -491,8 +514,9 @@ func Default() *Config {
 			Retention: Duration(720 * time.Hour),
 		},
 		Policy: Policy{
-			Dir:  "./policies",
-			Mode: ModeEnforce,
+			Dir:    "./policies",
+			Mode:   ModeEnforce,
+			Bundle: PolicyBundle{Poll: Duration(60 * time.Second), Headers: map[string]string{}, KeyID: "default", Algorithm: "RS256"},
 		},
 		Saga: Saga{
 			Scope:       ScopeAgent,

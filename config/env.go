@@ -120,6 +120,12 @@ func (w Webhook) ResolvedURL() (string, error) {
 	return v, nil
 }
 
+// ResolvedHeaders returns Headers with every "${VAR}" replaced, like
+// Upstream.ResolvedHeaders.
+func (b PolicyBundle) ResolvedHeaders() (map[string]string, error) {
+	return resolveMap(b.Headers, fieldPath{}.key("policy").key("bundle").key("headers"), os.LookupEnv)
+}
+
 // ResolvedSecret returns Secret with every "${VAR}" replaced, like
 // Upstream.ResolvedEnv.
 func (t AgentToken) ResolvedSecret() (string, error) {

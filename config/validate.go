@@ -194,6 +194,29 @@ func (c *Config) checkPolicy(ps *problems) {
 		ps.add(p.key("dir"), "required")
 	}
 	oneOf(ps, p.key("mode"), c.Policy.Mode, ModeEnforce, ModeDryRun)
+	b := c.Policy.Bundle
+	bp := p.key("bundle")
+	if b.URL != "" {
+		if err := checkHTTPURL(b.URL); err != nil {
+			ps.add(bp.key("url"), "%v", err)
+		}
+	}
+	positive(ps, bp.key("poll"), b.Poll)
+	for _, h := range sortedKeys(b.Headers) {
+		hp := bp.key("headers").key(h)
+		if !isToken(h) {
+			ps.add(hp, "is not a valid HTTP header name")
+		}
+		if err := checkRefs(b.Headers[h]); err != nil {
+			ps.add(hp, "%v", err)
+		}
+	}
+	if b.URL == "" && b.PublicKeyFile != "" {
+		ps.add(bp.key("public_key_file"), "needs policy.bundle.url")
+	}
+	if strings.TrimSpace(b.KeyID) == "" {
+		ps.add(bp.key("key_id"), "must not be empty (the default is default)")
+	}
 }
 
 var failureKinds = []string{FailToolError, FailProtocolError, FailTimeout, FailUpstreamDown, FailDenied, FailRejected}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -38,9 +39,13 @@ const DefaultDebounce = 250 * time.Millisecond
 
 // Options configure an Engine.
 type Options struct {
-	// Dir is the policy directory (required): *.rego files and data.json /
-	// data.yaml files, see docs/POLICY.md. *_test.rego files are tests.
+	// Dir is the policy directory: *.rego files and data.json / data.yaml
+	// files, see docs/POLICY.md. *_test.rego files are tests. Exactly one
+	// of Dir and Bundle is set.
 	Dir string
+	// Bundle takes the policy from an OPA bundle server instead of a
+	// directory (see BundleSource).
+	Bundle *BundleSource
 	// Mode is ModeEnforce or ModeDryRun; empty means ModeEnforce.
 	Mode string
 	// TestOnReload runs the directory's policy tests before a revision is
@@ -72,6 +77,7 @@ type Engine struct {
 
 	reloadMu    sync.Mutex // serializes Reload
 	lastFP      string     // fingerprint of the last attempted snapshot; under reloadMu
+	etag        string     // the bundle server's etag of the last bundle fetched; under reloadMu
 	statusMu    sync.Mutex // guards lastErr, lastErrAt
 	lastErr     error
 	lastErrAt   time.Time
@@ -94,14 +100,22 @@ type Status struct {
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	// Mode is ModeEnforce or ModeDryRun.
 	Mode string `json:"mode"`
+	// Source is where the policy comes from: the directory, or "bundle "
+	// and the bundle server's URL.
+	Source string `json:"source"`
 }
 
 // New loads, compiles and (with TestOnReload) tests the policy directory.
 // It fails if the directory does not load: the error names file:line:col
 // and OPA's message.
 func New(ctx context.Context, opts Options) (*Engine, error) {
-	if opts.Dir == "" {
-		return nil, errors.New("policy: Options.Dir is required")
+	switch {
+	case opts.Dir == "" && opts.Bundle == nil:
+		return nil, errors.New("policy: Options.Dir or Options.Bundle is required")
+	case opts.Dir != "" && opts.Bundle != nil:
+		return nil, errors.New("policy: set Options.Dir or Options.Bundle, not both")
+	case opts.Bundle != nil && opts.Bundle.URL == "":
+		return nil, errors.New("policy: Options.Bundle.URL is required")
 	}
 	switch opts.Mode {
 	case "":
@@ -117,17 +131,31 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if e.log == nil {
 		e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	snap, err := readDir(opts.Dir)
+	snap, raw, etag, err := e.readSnapshot(ctx, "")
+	if err != nil && opts.Bundle != nil && opts.Bundle.CacheFile != "" {
+		// The bundle server is out of reach: start with the last bundle
+		// that was activated, and keep polling.
+		if cached, cerr := os.ReadFile(opts.Bundle.CacheFile); cerr == nil {
+			e.log.Warn("policy bundle server not reachable; starting with the cached bundle", "bundle", opts.Bundle.URL, "cache", opts.Bundle.CacheFile, "err", err)
+			snap, err = opts.Bundle.snapshot(cached)
+			raw, etag = nil, ""
+		}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("load policy %s: %w", opts.Dir, err)
+		return nil, fmt.Errorf("load policy %s: %w", e.where(), err)
 	}
 	rev, err := e.load(ctx, snap)
 	if err != nil {
-		return nil, fmt.Errorf("load policy %s: %w", opts.Dir, err)
+		return nil, fmt.Errorf("load policy %s: %w", e.where(), err)
 	}
-	e.lastFP = e.fingerprint(snap)
+	e.lastFP, e.etag = e.fingerprint(snap), etag
 	e.cur.Store(rev)
-	e.log.Info("policy loaded", "dir", opts.Dir, "revision", rev.id, "files", len(rev.files), "mode", opts.Mode)
+	if raw != nil {
+		if err := opts.Bundle.saveCache(raw); err != nil {
+			e.log.Warn("policy bundle not cached", "cache", opts.Bundle.CacheFile, "err", err)
+		}
+	}
+	e.log.Info("policy loaded", "source", e.where(), "revision", rev.id, "files", len(rev.files), "mode", opts.Mode)
 	return e, nil
 }
 
@@ -144,7 +172,7 @@ func (e *Engine) load(ctx context.Context, snap *snapshot) (*revision, error) {
 	}
 	if !rev.hasDefaultDecision() {
 		e.log.Warn("policy has no `default decision` rule: inputs it does not cover are denied as undefined",
-			"dir", e.opts.Dir, "revision", rev.id)
+			"source", e.where(), "revision", rev.id)
 	}
 	return rev, nil
 }
@@ -175,11 +203,17 @@ func (e *Engine) Reload(ctx context.Context) error {
 	e.reloadMu.Lock()
 	defer e.reloadMu.Unlock()
 
-	snap, err := readDir(e.opts.Dir)
+	snap, raw, etag, err := e.readSnapshot(ctx, e.etag)
+	if errors.Is(err, errNotModified) {
+		e.statusMu.Lock()
+		defer e.statusMu.Unlock()
+		return e.lastErr // the server has nothing newer: same outcome
+	}
 	if err != nil {
 		e.lastFP = ""
 		return e.rejected(err)
 	}
+	e.etag = etag
 	fp := e.fingerprint(snap)
 	if fp == e.lastFP {
 		e.statusMu.Lock()
@@ -198,7 +232,12 @@ func (e *Engine) Reload(ctx context.Context) error {
 	e.statusMu.Lock()
 	e.lastErr, e.lastErrAt = nil, time.Time{}
 	e.statusMu.Unlock()
-	e.log.Info("policy reloaded", "dir", e.opts.Dir, "revision", rev.id, "previous", old.id, "files", len(rev.files))
+	e.log.Info("policy reloaded", "source", e.where(), "revision", rev.id, "previous", old.id, "files", len(rev.files))
+	if raw != nil {
+		if err := e.opts.Bundle.saveCache(raw); err != nil {
+			e.log.Warn("policy bundle not cached", "cache", e.opts.Bundle.CacheFile, "err", err)
+		}
+	}
 	if e.opts.OnReload != nil {
 		e.opts.OnReload(rev.id, nil)
 	}
@@ -206,7 +245,7 @@ func (e *Engine) Reload(ctx context.Context) error {
 }
 
 func (e *Engine) rejected(err error) error {
-	err = fmt.Errorf("reload policy %s: %w", e.opts.Dir, err)
+	err = fmt.Errorf("reload policy %s: %w", e.where(), err)
 	e.statusMu.Lock()
 	e.lastErr, e.lastErrAt = err, time.Now()
 	e.statusMu.Unlock()
@@ -221,7 +260,7 @@ func (e *Engine) rejected(err error) error {
 // Status reports the active revision and the outcome of the last reload.
 func (e *Engine) Status() Status {
 	rev := e.cur.Load()
-	st := Status{Revision: rev.id, LoadedAt: rev.loadedAt, Files: slices.Clone(rev.files), Mode: e.opts.Mode}
+	st := Status{Revision: rev.id, LoadedAt: rev.loadedAt, Files: slices.Clone(rev.files), Mode: e.opts.Mode, Source: e.where()}
 	e.statusMu.Lock()
 	if e.lastErr != nil {
 		st.LastError, st.LastErrorAt = e.lastErr.Error(), e.lastErrAt

@@ -21,6 +21,10 @@ import (
 // itself is not. Watch returns nil when ctx ends, or an error if watching
 // cannot start or stops; the caller owns the goroutine and waits for it.
 func (e *Engine) Watch(ctx context.Context) error {
+	if e.opts.Bundle != nil {
+		// A bundle is polled (Options.Bundle.Poll) instead.
+		return e.pollBundle(ctx)
+	}
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return fmt.Errorf("watch policy %s: %w", e.opts.Dir, err)

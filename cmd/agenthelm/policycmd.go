@@ -167,6 +167,9 @@ rejected, or the directory does not load.`,
 
 func printPolicyStatus(w io.Writer, st policy.Status, where string) {
 	fmt.Fprintf(w, "policy      %s\n", where)
+	if st.Source != "" {
+		fmt.Fprintf(w, "source      %s\n", st.Source)
+	}
 	fmt.Fprintf(w, "revision    %s\n", st.Revision)
 	fmt.Fprintf(w, "loaded at   %s\n", st.LoadedAt.Local().Format(time.RFC3339))
 	fmt.Fprintf(w, "mode        %s\n", st.Mode)

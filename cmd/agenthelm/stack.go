@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -254,6 +255,20 @@ func (s *stack) startChecks(names []string) {
 // ./policies does not exist, the shipped policies built into the binary
 // are used (they hold calls that cannot be undone for approval).
 func openPolicy(ctx context.Context, cfg *config.Config, log *slog.Logger) (e *policy.Engine, tmp string, err error) {
+	if cfg.Policy.Bundle.URL != "" {
+		src, err := bundleSource(cfg)
+		if err != nil {
+			return nil, "", err
+		}
+		e, err = policy.New(ctx, policy.Options{
+			Bundle: src, Mode: cfg.Policy.Mode, TestOnReload: cfg.Policy.TestOnReload,
+			Logger: log.With("component", "policy"),
+		})
+		if err != nil {
+			return nil, "", fmt.Errorf("policy.bundle: %w", err)
+		}
+		return e, "", nil
+	}
 	dir := cfg.Policy.Dir
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) && dir == config.Default().Policy.Dir {
 		if tmp, err = os.MkdirTemp("", "agenthelm-policies-"); err != nil {
@@ -272,6 +287,27 @@ func openPolicy(ctx context.Context, cfg *config.Config, log *slog.Logger) (e *p
 		return nil, tmp, fmt.Errorf("policy.dir: %w", err)
 	}
 	return e, tmp, nil
+}
+
+// bundleSource is the policy bundle server of the configuration, with its
+// headers resolved and its key read. The last activated bundle is kept in
+// the journal directory.
+func bundleSource(cfg *config.Config) (*policy.BundleSource, error) {
+	b := cfg.Policy.Bundle
+	headers, err := b.ResolvedHeaders()
+	if err != nil {
+		return nil, err
+	}
+	src := &policy.BundleSource{URL: b.URL, Headers: headers, Poll: time.Duration(b.Poll), KeyID: b.KeyID, Algorithm: b.Algorithm,
+		CacheFile: filepath.Join(cfg.Journal.Dir, "policy-bundle.tar.gz"), MaxBytes: int64(cfg.Limits.MaxBodyBytes) * 8}
+	if b.PublicKeyFile != "" {
+		key, err := os.ReadFile(b.PublicKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("policy.bundle.public_key_file: %w", err)
+		}
+		src.PublicKey = string(key)
+	}
+	return src, nil
 }
 
 func (s *stack) removePolicyTmp() {
