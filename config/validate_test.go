@@ -49,6 +49,15 @@ func TestValidateErrors(t *testing.T) {
 			`agenthelm.yaml:1: policy.dir: required`,
 			`agenthelm.yaml:1: policy.mode: "enforcing" is not one of enforce, dry-run`}},
 
+		{"policy bundle", "policy:\n  bundle:\n    url: ftp://policies.example/b.tar.gz\n    poll: 0s\n    headers: {\"Bad Header\": x, Authorization: \"Bearer ${TOKEN\"}\n    key_id: \"\"\n", []string{
+			`agenthelm.yaml:3: policy.bundle.url: "ftp://policies.example/b.tar.gz" must be an http:// or https:// URL`,
+			`agenthelm.yaml:4: policy.bundle.poll: must be positive, got 0s`,
+			`agenthelm.yaml:5: policy.bundle.headers.Authorization: unterminated ${ in "${TOKEN"`,
+			`agenthelm.yaml:5: policy.bundle.headers."Bad Header": is not a valid HTTP header name`,
+			`agenthelm.yaml:6: policy.bundle.key_id: must not be empty (the default is default)`}},
+		{"policy bundle key without url", "policy: {bundle: {public_key_file: k.pem}}\n",
+			[]string{`agenthelm.yaml:1: policy.bundle.public_key_file: needs policy.bundle.url`}},
+
 		// saga
 		{"saga scope and durations", "saga:\n  scope: global\n  idle_commit: 0s\n  open_grace: -1s\n", []string{
 			`agenthelm.yaml:2: saga.scope: "global" is not one of agent, session`,
