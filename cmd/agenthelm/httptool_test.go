@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agenthelm/agenthelm/internal/paymentsapi"
 	"github.com/agenthelm/agenthelm/policies"
@@ -244,5 +245,52 @@ func TestServeHTTPToolShippedBudget(t *testing.T) {
 	}
 	if n := len(api.Charges()); n != 1 {
 		t.Errorf("the API has %d charges, want 1", n)
+	}
+}
+
+// TestServeHTTPToolApproval: with the shipped policies, a REST call that
+// cannot be undone (a route with no compensator) is held until a person
+// approves it from the CLI; then it is forwarded, and its failure unwinds
+// the saga's earlier charge.
+func TestServeHTTPToolApproval(t *testing.T) {
+	t.Setenv("AGENTHELM_TEST_PAYMENTS_KEY", "k")
+	dir, err := policies.WriteTo(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := paymentsapi.Start(t)
+	sp := startServe(t, restConfig(api, dir))
+	base := "http://" + sp.http + "/payments"
+	if r := httpDo(t, "POST", base+"/v1/charges", `{"amount":90,"currency":"eur"}`, "X-Agent-Id", "bot"); r.status != http.StatusCreated {
+		t.Fatalf("charge: %d %s", r.status, r.body)
+	}
+	held := make(chan httpReply, 1)
+	go func() { held <- httpDo(t, "POST", base+"/v1/fail", `{}`, "X-Agent-Id", "bot") }()
+	var id string
+	for deadline := time.Now().Add(10 * time.Second); id == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var pending []struct {
+			ID   string `json:"id"`
+			Tool string `json:"tool"`
+		}
+		if err := json.Unmarshal([]byte(sp.cli(t, "approvals", "list", "--json")), &pending); err != nil {
+			t.Fatal(err)
+		}
+		if len(pending) == 1 && pending[0].Tool == "fail" {
+			id = pending[0].ID
+		}
+	}
+	if id == "" {
+		t.Fatal("the irreversible REST call was not held for approval")
+	}
+	if n := len(api.Requests()); n != 1 {
+		t.Errorf("the API got %d requests while the call was held, want the charge only", n)
+	}
+	sp.cli(t, "approvals", "approve", id, "--reason", "checked")
+	r := <-held
+	if r.status != http.StatusInternalServerError || !strings.Contains(r.header.Get("X-Agenthelm-Rollback"), "undone by POST /v1/refunds") {
+		t.Errorf("approved call: %d %v %s, want the API's 500 and the rollback", r.status, r.header, r.body)
+	}
+	if refunds := api.Refunds(); len(refunds) != 1 {
+		t.Errorf("refunds %+v, want the charge refunded once", refunds)
 	}
 }
