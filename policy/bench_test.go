@@ -34,6 +34,15 @@ func benchInput() Input {
 	return NewInput(call, compensatable, agent, sagaWith(steps...), now)
 }
 
+// writeInput is the common call in the middle of a saga: a write that can
+// be undone, allowed, with the same eight earlier steps as benchInput.
+func writeInput() Input {
+	in := benchInput()
+	w := NewInput(mcpCall("memory", "create_entities", `{"entities":[{"name":"order 1842","entityType":"order","observations":["replacement requested"]}]}`),
+		compensatable, agent, in.Saga, now)
+	return w
+}
+
 // lightInput is the most common kind of call: a read-only tool, first step
 // of its saga.
 func lightInput() Input {
@@ -50,6 +59,9 @@ func lightInput() Input {
 //
 //   - shipped/light: the shipped policies, a read-only call, first step;
 //
+//   - shipped/write: the shipped policies, an allowed write that can be
+//     undone, in the same saga of eight steps as heavy;
+//
 //   - minimal: a one-line policy, for the cost of Decide around OPA.
 //
 //     go test ./policy/ -run '^$' -bench 'Decide$' -benchtime 20000x
@@ -63,6 +75,7 @@ func BenchmarkDecide(b *testing.B) {
 	}{
 		{"shipped/heavy", shipped, benchInput(), VerdictRequireApproval},
 		{"shipped/light", shipped, lightInput(), VerdictAllow},
+		{"shipped/write", shipped, writeInput(), VerdictAllow},
 		{"minimal", minimal, benchInput(), VerdictAllow},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

@@ -296,6 +296,13 @@ func TestPartCache(t *testing.T) {
 	if part(value(changed), "transport") == part(first, "transport") {
 		t.Error("transport with other headers shares the cached value")
 	}
+	// HTTP calls on one path with other queries (value() checks each).
+	changed = in
+	changed.Transport.Kind, changed.Transport.Method, changed.Transport.Path = "http", "GET", "/v1/charges"
+	changed.Transport.Query = map[string][]string{"limit": {"1"}}
+	value(changed)
+	changed.Transport.Query = map[string][]string{"limit": {"100"}}
+	value(changed)
 	changed = in
 	changed.Transport.SessionID = "other"
 	value(changed)

@@ -104,6 +104,11 @@ func (c *partCache) tool(t *ToolInfo) (_ ast.Value, shared bool, _ error) {
 
 // transport returns the value of t.
 func (c *partCache) transport(t *toolcall.Transport) ast.Value {
+	if len(t.Params) > 0 || len(t.Query) > 0 {
+		// An HTTP call's query (and placeholders) vary from call to call
+		// and are not part of the key: built every time.
+		return transportValue(t)
+	}
 	var h uint64
 	for name, v := range t.Headers { // order-independent
 		h += maphash.String(c.seed, name+"\x00"+v)
