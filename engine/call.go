@@ -128,7 +128,7 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 		}
 	}
 	fault.Point("before-intent")
-	if masked, changed := e.redact(argsMember(call), intent.Args); changed {
+	if masked, changed := e.redact(call.ArgsMember(), intent.Args); changed {
 		intent.Args = masked
 		l.keepOriginal(n, call.Arguments, nil)
 	}
@@ -169,7 +169,7 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 	unwind := failure != "" && e.unwind[failure] && !rule.ContinueOnError
 	evs := append(withStep(retries, n), out)
 	l.mu.Lock()
-	if masked, changed := e.redact(resultMember(call), out.Result); changed {
+	if masked, changed := e.redact(call.ResultMember(), out.Result); changed {
 		l.keepOriginal(n, nil, out.Result)
 		evs[len(evs)-1].Result = masked
 	}
@@ -275,23 +275,6 @@ func classify(res toolcall.Result, err error) (saga.StepStatus, string) {
 	}
 	// The call was sent and no answer came: it may have run.
 	return saga.InDoubt, FailUpstreamDown
-}
-
-// argsMember and resultMember name the members of the call document
-// (config redaction paths) that a call's arguments and result are:
-// .args and .result for MCP calls, .request and .response for HTTP ones.
-func argsMember(call *toolcall.Call) string {
-	if call.Transport.Kind == "http" {
-		return "request"
-	}
-	return "args"
-}
-
-func resultMember(call *toolcall.Call) string {
-	if call.Transport.Kind == "http" {
-		return "response"
-	}
-	return "result"
 }
 
 // inputRequired reports whether a tools/call result is incomplete: the

@@ -125,7 +125,7 @@ func (e *Engine) gate(ctx context.Context, l *live, call *toolcall.Call, rule Ru
 	// The pending approval is in the journal before the call waits.
 	l.mu.Lock()
 	journaled := req
-	journaled.Arguments, _ = e.redact(argsMember(call), req.Arguments)
+	journaled.Arguments, _ = e.redact(call.ArgsMember(), req.Arguments)
 	err := e.record(ctx, l, append(res.notes, note(n, approvalNote{Type: "approval_requested", ID: req.ID, Request: &journaled}))...)
 	l.mu.Unlock()
 	res.notes = nil // journaled
@@ -150,15 +150,7 @@ func (e *Engine) gate(ctx context.Context, l *live, call *toolcall.Call, rule Ru
 	dec, err := e.opts.Approvals.Hold(actx, req, e.keepAlive(ctx, call, req))
 	stopAsking()
 	<-asked
-	result := "rejected"
-	switch {
-	case err != nil:
-		result = "withdrawn"
-	case dec.Approved:
-		result = "approved"
-	case dec.Expired:
-		result = "expired"
-	}
+	result := approvalResult(dec, err)
 	span.SetAttributes(telemetry.ApprovalResultKey.String(result), attribute.String("agenthelm.approval.by", dec.By))
 	span.End()
 	e.opts.Tracer.Metrics().ApprovalResolved(ctx, result, e.opts.Now().Sub(req.Created))
@@ -197,6 +189,19 @@ func (g gateResult) kind() string {
 		return toolcall.RefusedApprovalRejected
 	}
 	return toolcall.RefusedDenied
+}
+
+// approvalResult names how an approval ended, for traces and metrics.
+func approvalResult(dec approvals.Decision, err error) string {
+	switch {
+	case err != nil:
+		return "withdrawn"
+	case dec.Approved:
+		return "approved"
+	case dec.Expired:
+		return "expired"
+	}
+	return "rejected"
 }
 
 func reasons(rs []string, fallback string) string {

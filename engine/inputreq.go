@@ -253,16 +253,7 @@ func (e *Engine) awaitDetached(l *live, call *toolcall.Call, intent *saga.Intent
 	dec, err := e.opts.Approvals.Wait(e.ctx, h.req.ID, nil)
 	h.dec, h.err = dec, err
 	close(h.decided)
-	result := "rejected"
-	switch {
-	case err != nil:
-		result = "withdrawn"
-	case dec.Approved:
-		result = "approved"
-	case dec.Expired:
-		result = "expired"
-	}
-	e.opts.Tracer.Metrics().ApprovalResolved(e.ctx, result, e.opts.Now().Sub(h.req.Created))
+	e.opts.Tracer.Metrics().ApprovalResolved(e.ctx, approvalResult(dec, err), e.opts.Now().Sub(h.req.Created))
 
 	// The client may still come back for the decision until the request
 	// state expires.

@@ -144,7 +144,7 @@ func (e *Engine) compensate(ctx context.Context, sagaID string, st *saga.Step, a
 	return fin
 }
 
-// stepResultMember is resultMember for a journaled step: a REST
+// stepResultMember is Call.ResultMember for a journaled step: a REST
 // upstream's steps record transport "http".
 func stepResultMember(st *saga.Step) string {
 	if st.Launch != nil && st.Launch.Transport == "http" {

@@ -11,7 +11,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
-	"github.com/open-policy-agent/opa/v1/storage/inmem"
 )
 
 func TestAmountTotals(t *testing.T) {
@@ -64,26 +63,7 @@ func TestAmountTotals(t *testing.T) {
 // steps' JSON (MarshalJSON, Value), and by the shipped tests' Rego helper
 // saga_amounts, which builds the inputs of the budget tests. All agree.
 func TestAmountsMatchTheRegoHelper(t *testing.T) {
-	snap, err := readDir(shipped)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mods, err := snap.modules(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := snap.document()
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := []func(*rego.Rego){rego.Query("x := data.agenthelm.authz_test.saga_amounts(input)"), rego.Store(inmem.NewFromObject(doc)), rego.StrictBuiltinErrors(true)}
-	for _, m := range mods {
-		opts = append(opts, rego.ParsedModule(m))
-	}
-	pq, err := rego.New(opts...).PrepareForEval(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	pq := shippedQuery(t, "x := data.agenthelm.authz_test.saga_amounts(input)")
 
 	r := rand.New(rand.NewPCG(1, 2))
 	values := []string{`5`, `120.5`, `"12.50"`, `"7"`, `-3`, `0`, `"x"`, `true`, `null`, `1e2`, `"2.5e1"`, `{"amount":1}`, `[1]`, `0.1`, `0.2`}

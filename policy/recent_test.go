@@ -33,6 +33,33 @@ func TestCountRecent(t *testing.T) {
 	}
 }
 
+// shippedQuery prepares query over the shipped policies with their tests
+// and data (the tests' helpers are what it calls).
+func shippedQuery(t *testing.T, query string) rego.PreparedEvalQuery {
+	t.Helper()
+	snap, err := readDir(shipped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mods, err := snap.modules(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := snap.document()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := []func(*rego.Rego){rego.Query(query), rego.Store(inmem.NewFromObject(doc)), rego.StrictBuiltinErrors(true)}
+	for _, m := range mods {
+		opts = append(opts, rego.ParsedModule(m))
+	}
+	pq, err := rego.New(opts...).PrepareForEval(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pq
+}
+
 func mustJSON(t *testing.T, v any) string {
 	t.Helper()
 	b, err := json.Marshal(v)
@@ -46,26 +73,7 @@ func mustJSON(t *testing.T, v any) string {
 // MarshalJSON) and by the shipped tests' Rego helper recent_calls, which
 // builds the inputs of the rate-limit tests. They agree.
 func TestRecentCallsMatchTheRegoHelper(t *testing.T) {
-	snap, err := readDir(shipped)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mods, err := snap.modules(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := snap.document()
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := []func(*rego.Rego){rego.Query("x := data.agenthelm.authz_test.recent_calls(input.steps, input.now)"), rego.Store(inmem.NewFromObject(doc)), rego.StrictBuiltinErrors(true)}
-	for _, m := range mods {
-		opts = append(opts, rego.ParsedModule(m))
-	}
-	pq, err := rego.New(opts...).PrepareForEval(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	pq := shippedQuery(t, "x := data.agenthelm.authz_test.recent_calls(input.steps, input.now)")
 	r := rand.New(rand.NewPCG(3, 4))
 	pick := func(xs ...string) string { return xs[r.IntN(len(xs))] }
 	for i := range 300 {

@@ -3,8 +3,8 @@ package proxy
 import (
 	"context"
 	"errors"
+	"github.com/agenthelm/agenthelm/proxy/hostcheck"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -64,25 +64,9 @@ func (p *Proxy) guard(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// hostAllowed: see hostcheck.Allowed.
 func (p *Proxy) hostAllowed(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	host = strings.Trim(host, "[]")
-	switch host {
-	case "localhost", "127.0.0.1", "::1":
-		return true
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return true
-	}
-	for _, a := range p.opts.AllowedHosts {
-		if a == "*" || strings.EqualFold(a, host) {
-			return true
-		}
-	}
-	return false
+	return hostcheck.Allowed(hostport, p.opts.AllowedHosts)
 }
 
 // readFrame reads and parses a POST body, answering the agent itself when

@@ -73,7 +73,7 @@ func (s *serverInterceptor) InterceptToolCall(ctx context.Context, call *toolcal
 		ctx, span = t.tracer.Start(ctx, spanToolsCallPrefix+call.Tool,
 			trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(serverAttrs(call, labels.transport)...))
 		if t.capture && call.Arguments != nil && span.IsRecording() {
-			span.SetAttributes(keyToolArgs.String(t.attrJSON(argsMember(call), call.Arguments)))
+			span.SetAttributes(keyToolArgs.String(t.attrJSON(call.ArgsMember(), call.Arguments)))
 		}
 	}
 
@@ -83,7 +83,7 @@ func (s *serverInterceptor) InterceptToolCall(ctx context.Context, call *toolcal
 	if span.IsRecording() {
 		t.setError(span, labels.errorType, labels.rpcCode, res, err)
 		if t.capture && res.Result != nil {
-			span.SetAttributes(keyToolResult.String(t.attrJSON(resultMember(call), res.Result)))
+			span.SetAttributes(keyToolResult.String(t.attrJSON(call.ResultMember(), res.Result)))
 		}
 	}
 	span.End()
@@ -93,24 +93,6 @@ func (s *serverInterceptor) InterceptToolCall(ctx context.Context, call *toolcal
 	}
 	t.metrics.serverOperation(ctx, labels, time.Since(start), outcome)
 	return res, err
-}
-
-// argsMember and resultMember name the members of the call document (see
-// config.Redaction) that a call's arguments and result are, so that the
-// redaction paths under them apply: .args/.result for MCP calls,
-// .request/.response for HTTP ones.
-func argsMember(call *toolcall.Call) string {
-	if call.Transport.Kind == "http" {
-		return "request"
-	}
-	return "args"
-}
-
-func resultMember(call *toolcall.Call) string {
-	if call.Transport.Kind == "http" {
-		return "response"
-	}
-	return "result"
 }
 
 // serverAttrs are a call's SERVER span attributes known before it runs.

@@ -83,6 +83,25 @@ type Call struct {
 	CanRequestInput bool
 }
 
+// ArgsMember and ResultMember name the members of the call document (the
+// input of configured redaction paths) that the call's arguments and
+// result are: .args and .result for MCP calls, .request and .response for
+// HTTP ones.
+func (c *Call) ArgsMember() string {
+	if c.Transport.Kind == "http" {
+		return "request"
+	}
+	return "args"
+}
+
+// ResultMember: see ArgsMember.
+func (c *Call) ResultMember() string {
+	if c.Transport.Kind == "http" {
+		return "response"
+	}
+	return "result"
+}
+
 // Meta returns params._meta, or nil.
 func (c *Call) Meta() json.RawMessage { return jsonrpc.Member(c.Params, "_meta") }
 

@@ -227,17 +227,8 @@ func TestRollbackHTTPSagaOffline(t *testing.T) {
 // charge above the hard limit is denied and never reaches the API, and
 // earlier charges of the saga count towards it.
 func TestServeHTTPToolShippedBudget(t *testing.T) {
-	t.Setenv("AGENTHELM_TEST_PAYMENTS_KEY", "k")
-	dir, err := policies.WriteTo(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := paymentsapi.Start(t)
-	sp := startServe(t, restConfig(api, dir))
-	charge := "http://" + sp.http + "/payments/v1/charges"
-	if r := httpDo(t, "POST", charge, `{"amount":900,"currency":"eur"}`, "X-Agent-Id", "bot"); r.status != http.StatusCreated {
-		t.Fatalf("a charge within budget: %d %s", r.status, r.body)
-	}
+	_, api, base := startShippedREST(t, 900)
+	charge := base + "/v1/charges"
 	r := httpDo(t, "POST", charge, `{"amount":4500,"currency":"eur"}`, "X-Agent-Id", "bot")
 	pr := problemFrom(t, r)
 	if r.status != http.StatusForbidden || pr.Code != "denied" || len(pr.Reasons) == 0 || !strings.Contains(pr.Reasons[0], "would spend 5400 in total, above the hard limit of 5000") {
@@ -253,17 +244,7 @@ func TestServeHTTPToolShippedBudget(t *testing.T) {
 // approves it from the CLI; then it is forwarded, and its failure unwinds
 // the saga's earlier charge.
 func TestServeHTTPToolApproval(t *testing.T) {
-	t.Setenv("AGENTHELM_TEST_PAYMENTS_KEY", "k")
-	dir, err := policies.WriteTo(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := paymentsapi.Start(t)
-	sp := startServe(t, restConfig(api, dir))
-	base := "http://" + sp.http + "/payments"
-	if r := httpDo(t, "POST", base+"/v1/charges", `{"amount":90,"currency":"eur"}`, "X-Agent-Id", "bot"); r.status != http.StatusCreated {
-		t.Fatalf("charge: %d %s", r.status, r.body)
-	}
+	sp, api, base := startShippedREST(t, 90)
 	held := make(chan httpReply, 1)
 	go func() { held <- httpDo(t, "POST", base+"/v1/fail", `{}`, "X-Agent-Id", "bot") }()
 	var id string
@@ -293,4 +274,23 @@ func TestServeHTTPToolApproval(t *testing.T) {
 	if refunds := api.Refunds(); len(refunds) != 1 {
 		t.Errorf("refunds %+v, want the charge refunded once", refunds)
 	}
+}
+
+// startShippedREST runs serve with the shipped policies in front of the
+// test payments API, makes a charge of amount (agent "bot"), and returns
+// the sidecar, the API and the proxy's base URL for the payments upstream.
+func startShippedREST(t *testing.T, amount int) (*sidecarProc, *paymentsapi.API, string) {
+	t.Helper()
+	t.Setenv("AGENTHELM_TEST_PAYMENTS_KEY", "k")
+	dir, err := policies.WriteTo(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := paymentsapi.Start(t)
+	sp := startServe(t, restConfig(api, dir))
+	base := "http://" + sp.http + "/payments"
+	if r := httpDo(t, "POST", base+"/v1/charges", fmt.Sprintf(`{"amount":%d,"currency":"eur"}`, amount), "X-Agent-Id", "bot"); r.status != http.StatusCreated {
+		t.Fatalf("charge: %d %s", r.status, r.body)
+	}
+	return sp, api, base
 }

@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/agenthelm/agenthelm/proxy/hostcheck"
 )
 
 // newServer returns the agent-facing server. fasthttp never tells a
@@ -153,26 +154,9 @@ func (p *Proxy) guard(rc *fasthttp.RequestCtx) (subject string, ok bool) {
 	return "", true
 }
 
-// hostAllowed reports whether hostport names this proxy: a loopback
-// address or localhost, or one of Options.AllowedHosts.
+// hostAllowed: see hostcheck.Allowed.
 func (p *Proxy) hostAllowed(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	host = strings.Trim(host, "[]")
-	if host == "localhost" {
-		return true
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return true
-	}
-	for _, a := range p.opts.AllowedHosts {
-		if a == "*" || strings.EqualFold(a, host) {
-			return true
-		}
-	}
-	return false
+	return hostcheck.Allowed(hostport, p.opts.AllowedHosts)
 }
 
 // passThrough forwards an unrouted read unchanged (credentials and
