@@ -41,13 +41,13 @@ with_steps(req, steps) := object.union(req, {"saga": {
 }})
 
 # recent_calls(steps, now) is input.saga.recent_calls as agenthelm counts
-# it: the steps of the last 60 seconds that were not denied, by upstream and
-# tool, in that order. (policy/recent_test.go checks that agenthelm and this
-# function agree.)
-recent_calls(steps, now) := [{"upstream": u, "tool": t, "calls": n} |
-	some [u, t] in {[s.upstream, s.tool] | some s in steps; counts_as_recent(s, now)}
-	n := count([s | some s in steps; counts_as_recent(s, now); [s.upstream, s.tool] == [u, t]])
-]
+# it: the steps of the last 60 seconds that were not denied, by
+# "<upstream>/<tool>". (policy/recent_test.go checks that agenthelm and
+# this function agree.)
+recent_calls(steps, now) := {id: n |
+	some id in {concat("/", [s.upstream, s.tool]) | some s in steps; counts_as_recent(s, now)}
+	n := count([s | some s in steps; counts_as_recent(s, now); concat("/", [s.upstream, s.tool]) == id])
+}
 
 counts_as_recent(s, now) if {
 	now - s.unix < 60

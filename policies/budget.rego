@@ -88,24 +88,31 @@ deny_listed.spending contains {
 	_ = input.arguments[profile.spending]
 }
 
-# The rate limit.
+# The rate limit. agenthelm counts the saga's calls of the last minute by
+# tool in input.saga.recent_calls (over the whole saga, denied ones not
+# counted, keyed like tool_id), so this is one lookup rather than a pass
+# over the steps; a tool with no recent call has no entry, and the rule
+# stops there.
 deny contains {
 	"rule": "budget.rate",
 	"reason": sprintf("%s: %d calls in the last minute in saga %s, the limit is %d", [
-		tool_id, recent_calls + 1, input.saga.id, budget.max_calls_per_minute,
+		tool_id, calls, input.saga.id, budget.max_calls_per_minute,
 	]),
 } if {
-	recent_calls + 1 > budget.max_calls_per_minute
+	calls := input.saga.recent_calls[tool_id] + 1
+	calls > budget.max_calls_per_minute
 }
 
-# recent_calls is how many earlier calls of this tool the saga made in the
-# last minute, denied ones not counted. agenthelm counts them by tool in
-# input.saga.recent_calls (over the whole saga), so this looks at a few
-# entries rather than at every step.
-default recent_calls := 0
-
-recent_calls := r.calls if {
-	some r in input.saga.recent_calls
-	r.tool == input.tool.name
-	r.upstream == input.tool.upstream
+# A limit below 1 denies even a tool's first call of the minute. (Computed
+# once per revision.)
+deny contains {
+	"rule": "budget.rate",
+	"reason": sprintf("%s: 1 call in the last minute in saga %s, the limit is %d", [
+		tool_id, input.saga.id, budget.max_calls_per_minute,
+	]),
+} if {
+	rate_denies_every_call
+	not input.saga.recent_calls[tool_id]
 }
+
+rate_denies_every_call if budget.max_calls_per_minute < 1

@@ -74,6 +74,12 @@ test_rate_limit if {
 	d.reasons == ["shell/run_command: 31 calls in the last minute in saga saga-1, the limit is 30"]
 }
 
+test_rate_limit_below_one_denies_every_call if {
+	d := authz.decision with input as shell_call([]) with data.agenthelm.budget.max_calls_per_minute as 0
+	not d.allow
+	d.reasons == ["shell/run_command: 1 call in the last minute in saga saga-1, the limit is 0"]
+}
+
 test_rate_limit_window_is_one_minute if {
 	old := [step("run_command", "shell", "succeeded", {}, 1767258000 - 61) | some _ in numbers.range(1, 100)]
 	authz.decision.allow with input as shell_call(old)

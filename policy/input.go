@@ -112,9 +112,10 @@ type SagaInfo struct {
 	// and argument (see AmountTotal). When it is nil, it is computed from
 	// Steps as the input is converted or marshaled.
 	Amounts []AmountTotal `json:"amounts"`
-	// RecentCalls counts the saga's calls of the last minute by tool (see
-	// RecentCalls). When it is nil, it is counted from Steps.
-	RecentCalls []RecentCalls `json:"recent_calls"`
+	// RecentCalls counts the saga's calls of the last minute by
+	// "<upstream>/<tool>" (see CountRecent). When it is nil, it is counted
+	// from Steps.
+	RecentCalls map[string]int `json:"recent_calls"`
 }
 
 // StepSummary is one earlier step of the saga.

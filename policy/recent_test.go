@@ -24,7 +24,7 @@ func TestCountRecent(t *testing.T) {
 		NewStepSummary("charge", "stripe", StepSucceeded, nil, at(0)),
 	}
 	got := CountRecent(steps, now.Unix())
-	want := []RecentCalls{{"orders", "get_order", 1}, {"payments", "charge", 2}, {"stripe", "charge", 1}}
+	want := map[string]int{"orders/get_order": 1, "payments/charge": 2, "stripe/charge": 1}
 	if b, _ := json.Marshal(got); string(b) != mustJSON(t, want) {
 		t.Errorf("CountRecent = %s, want %s", b, mustJSON(t, want))
 	}
