@@ -29,89 +29,116 @@ import (
 //
 //	go test -run '^$' -bench ToolCall -benchtime 2000x ./engine/
 func BenchmarkToolCall(b *testing.B) {
-	echo := mcp.NewServer(&mcp.Implementation{Name: "echo", Version: "1"}, nil)
-	type msg struct {
-		Message string `json:"message"`
+	up := benchUpstream(b, 0)
+	for _, conc := range []int{1, 16} {
+		for _, mode := range []string{"passthrough", "journal-nosync", "journal-sync", "journal-sync+policy"} {
+			b.Run(mode+"/conc="+itoa(conc), func(b *testing.B) { benchToolCalls(b, up, mode, conc) })
+		}
 	}
-	mcp.AddTool(echo, &mcp.Tool{Name: "echo"}, func(ctx context.Context, req *mcp.CallToolRequest, in msg) (*mcp.CallToolResult, any, error) {
+}
+
+// BenchmarkToolCallSlowTool is BenchmarkToolCall's journal rows at
+// concurrency 16 for a tool that takes 5 ms, like a fast API behind an MCP
+// server, rather than an echo that takes nothing:
+//
+//	go test -run '^$' -bench ToolCallSlowTool -benchtime 2000x ./engine/
+func BenchmarkToolCallSlowTool(b *testing.B) {
+	up := benchUpstream(b, 5*time.Millisecond)
+	for _, mode := range []string{"journal-nosync", "journal-sync"} {
+		b.Run(mode+"/conc=16", func(b *testing.B) { benchToolCalls(b, up, mode, 16) })
+	}
+}
+
+// benchUpstream is an MCP server over streamable HTTP with one tool, echo,
+// that answers after delay.
+func benchUpstream(b *testing.B, delay time.Duration) string {
+	echo := mcp.NewServer(&mcp.Implementation{Name: "echo", Version: "1"}, nil)
+	mcp.AddTool(echo, &mcp.Tool{Name: "echo"}, func(ctx context.Context, req *mcp.CallToolRequest, in benchMsg) (*mcp.CallToolResult, any, error) {
+		if delay > 0 {
+			time.Sleep(delay)
+		}
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: in.Message}}}, nil, nil
 	})
 	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return echo }, &mcp.StreamableHTTPOptions{JSONResponse: true}))
-	defer up.Close()
+	b.Cleanup(up.Close)
+	return up.URL
+}
 
-	for _, conc := range []int{1, 16} {
-		for _, mode := range []string{"passthrough", "journal-nosync", "journal-sync", "journal-sync+policy"} {
-			b.Run(mode+"/conc="+itoa(conc), func(b *testing.B) {
-				ctx := context.Background()
-				var commits, records64, commitNS atomic.Int64
-				var ic toolcall.Interceptor = toolcall.Passthrough{}
-				var p *proxy.Proxy
-				if mode != "passthrough" {
-					j, err := journal.Open(ctx, journal.Options{Dir: b.TempDir(), Sync: mode != "journal-nosync",
-						OnCommit: func(records int, d time.Duration) {
-							commits.Add(1)
-							records64.Add(int64(records))
-							commitNS.Add(int64(d))
-						}})
-					if err != nil {
-						b.Fatal(err)
-					}
-					defer j.Close(ctx)
-					var gate engine.Gate
-					if mode == "journal-sync+policy" {
-						dir, err := policies.WriteTo(b.TempDir())
-						if err != nil {
-							b.Fatal(err)
-						}
-						pe, err := policy.New(ctx, policy.Options{Dir: dir, Mode: policy.ModeEnforce})
-						if err != nil {
-							b.Fatal(err)
-						}
-						gate = pe
-					}
-					e := engine.New(engine.Options{Journal: j, Invoker: invoker{&p}, Eval: jqEval, Gate: gate,
-						Rules: rules{"echo": {Compensate: &saga.Compensator{Tool: "echo", Args: "{message: .args.message}"}}}, IdleCommit: time.Hour})
-					defer e.Close(ctx)
-					ic = e
-				}
-				p = proxy.New(proxy.Options{Upstreams: map[string]upstream.Spec{"echo": {Name: "echo", URL: up.URL, Transport: "streamable-http"}}, Interceptor: ic})
-				defer p.Close(ctx)
-				front := httptest.NewServer(p.Handler())
-				defer front.Close()
-				cs, err := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "1"}, nil).Connect(ctx,
-					&mcp.StreamableClientTransport{Endpoint: front.URL + "/mcp/echo", HTTPClient: benchClient}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer cs.Close()
-				var next atomic.Int64
-				var wg sync.WaitGroup
-				b.ResetTimer()
-				cpu0, cpuOK := processCPUTime()
-				start := time.Now()
-				for range conc {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for next.Add(1) <= int64(b.N) {
-							if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: msg{"hello"}}); err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					}()
-				}
-				wg.Wait()
-				b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
-				if cpu1, ok := processCPUTime(); ok && cpuOK {
-					b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-µs/call")
-				}
-				if n := commits.Load(); n > 0 {
-					b.ReportMetric(float64(records64.Load())/float64(n), "records/commit")
-					b.ReportMetric(float64(commitNS.Load())/float64(n)/1e6, "ms/commit")
-				}
-			})
+type benchMsg struct {
+	Message string `json:"message"`
+}
+
+// benchToolCalls makes b.N echo calls from conc goroutines through a proxy
+// configured as mode, and reports calls/s, process CPU per call and, when
+// journaling, the journal's records per commit and commit time.
+func benchToolCalls(b *testing.B, upURL, mode string, conc int) {
+	ctx := context.Background()
+	var commits, records64, commitNS atomic.Int64
+	var ic toolcall.Interceptor = toolcall.Passthrough{}
+	var p *proxy.Proxy
+	if mode != "passthrough" {
+		j, err := journal.Open(ctx, journal.Options{Dir: b.TempDir(), Sync: mode != "journal-nosync",
+			OnCommit: func(records int, d time.Duration) {
+				commits.Add(1)
+				records64.Add(int64(records))
+				commitNS.Add(int64(d))
+			}})
+		if err != nil {
+			b.Fatal(err)
 		}
+		defer j.Close(ctx)
+		var gate engine.Gate
+		if mode == "journal-sync+policy" {
+			dir, err := policies.WriteTo(b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			pe, err := policy.New(ctx, policy.Options{Dir: dir, Mode: policy.ModeEnforce})
+			if err != nil {
+				b.Fatal(err)
+			}
+			gate = pe
+		}
+		e := engine.New(engine.Options{Journal: j, Invoker: invoker{&p}, Eval: jqEval, Gate: gate,
+			Rules: rules{"echo": {Compensate: &saga.Compensator{Tool: "echo", Args: "{message: .args.message}"}}}, IdleCommit: time.Hour})
+		defer e.Close(ctx)
+		ic = e
+	}
+	p = proxy.New(proxy.Options{Upstreams: map[string]upstream.Spec{"echo": {Name: "echo", URL: upURL, Transport: "streamable-http"}}, Interceptor: ic})
+	defer p.Close(ctx)
+	front := httptest.NewServer(p.Handler())
+	defer front.Close()
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "1"}, nil).Connect(ctx,
+		&mcp.StreamableClientTransport{Endpoint: front.URL + "/mcp/echo", HTTPClient: benchClient}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cs.Close()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	cpu0, cpuOK := processCPUTime()
+	start := time.Now()
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(b.N) {
+				if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: benchMsg{"hello"}}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+	if cpu1, ok := processCPUTime(); ok && cpuOK {
+		b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-µs/call")
+	}
+	if n := commits.Load(); n > 0 {
+		b.ReportMetric(float64(records64.Load())/float64(n), "records/commit")
+		b.ReportMetric(float64(commitNS.Load())/float64(n)/1e6, "ms/commit")
 	}
 }
 
