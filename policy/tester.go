@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
@@ -26,13 +27,29 @@ var ErrNoTests = errors.New("no policy tests found")
 // as failed, and so does a built-in error (as in Decide, where it denies).
 // err is set when the directory does not load or compile, or has no tests;
 // `agenthelm policy test` succeeds iff err == nil && failed == 0.
-func RunTests(ctx context.Context, dir string, w io.Writer, verbose bool) (passed, failed int, err error) {
+func RunTests(ctx context.Context, dir string, w io.Writer, opts TestOptions) (passed, failed int, err error) {
 	snap, err := readDir(dir)
 	if err != nil {
 		return 0, 0, err
 	}
-	return runTests(ctx, snap, w, verbose)
+	return runTests(ctx, snap, w, opts)
 }
+
+// TestOptions configure RunTests.
+type TestOptions struct {
+	// Verbose reports every test, and traces the failing ones.
+	Verbose bool
+	// Timeout bounds each test; a test that takes longer fails. Zero:
+	// DefaultTestTimeout.
+	Timeout time.Duration
+}
+
+// DefaultTestTimeout bounds one policy test, as opa test's default does.
+const DefaultTestTimeout = 5 * time.Second
+
+// reloadTestTimeout bounds one test of a reload's gate (test_on_reload):
+// a test that is merely slow on a busy machine must not reject a reload.
+const reloadTestTimeout = 60 * time.Second
 
 // testSnapshot runs a snapshot's tests for a reload: nil when all pass,
 // otherwise an ErrTestsFailed error that names the failing tests.
@@ -41,7 +58,7 @@ func testSnapshot(ctx context.Context, snap *snapshot) error {
 		return nil // nothing to gate on
 	}
 	var report strings.Builder
-	_, failed, err := runTests(ctx, snap, &report, false)
+	_, failed, err := runTests(ctx, snap, &report, TestOptions{Timeout: reloadTestTimeout})
 	if err != nil {
 		return err
 	}
@@ -51,7 +68,11 @@ func testSnapshot(ctx context.Context, snap *snapshot) error {
 	return nil
 }
 
-func runTests(ctx context.Context, snap *snapshot, w io.Writer, verbose bool) (passed, failed int, err error) {
+func runTests(ctx context.Context, snap *snapshot, w io.Writer, opts TestOptions) (passed, failed int, err error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTestTimeout
+	}
+	verbose := opts.Verbose
 	if w == nil {
 		w = io.Discard
 	}
@@ -71,6 +92,7 @@ func runTests(ctx context.Context, snap *snapshot, w io.Writer, verbose bool) (p
 		StackTraces(true).
 		CapturePrintOutput(true).
 		EnableTracing(verbose).
+		SetTimeout(opts.Timeout).
 		RunTests(ctx, nil)
 	if err != nil {
 		var aerrs ast.Errors

@@ -15,7 +15,7 @@ import (
 
 func TestRunTestsShipped(t *testing.T) {
 	var out bytes.Buffer
-	passed, failed, err := RunTests(context.Background(), shipped, &out, false)
+	passed, failed, err := RunTests(context.Background(), shipped, &out, TestOptions{})
 	if err != nil || failed != 0 || passed == 0 {
 		t.Fatalf("RunTests(%s) = %d passed, %d failed, %v\n%s", shipped, passed, failed, err, out.String())
 	}
@@ -43,7 +43,7 @@ todo_test_later if false
 `,
 	})
 	var out bytes.Buffer
-	passed, failed, err := RunTests(context.Background(), dir, &out, false)
+	passed, failed, err := RunTests(context.Background(), dir, &out, TestOptions{})
 	if err != nil {
 		t.Fatalf("RunTests: %v", err)
 	}
@@ -60,7 +60,7 @@ todo_test_later if false
 	}
 
 	out.Reset()
-	if _, _, err := RunTests(context.Background(), dir, &out, true); err != nil {
+	if _, _, err := RunTests(context.Background(), dir, &out, TestOptions{Verbose: true}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "test_read_allowed: PASS") {
@@ -74,7 +74,7 @@ func TestRunTestsErrors(t *testing.T) {
 		"compile error": {"authz.rego": allowPolicy, "authz_test.rego": "package x\n\ntest_a if nope(1)\n"},
 	} {
 		dir := policyDir(t, files)
-		passed, failed, err := RunTests(context.Background(), dir, io.Discard, false)
+		passed, failed, err := RunTests(context.Background(), dir, io.Discard, TestOptions{})
 		if err == nil || passed != 0 || failed != 0 {
 			t.Errorf("RunTests(%s) = %d, %d, %v; want an error", name, passed, failed, err)
 		}

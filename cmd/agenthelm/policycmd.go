@@ -34,6 +34,7 @@ The files are standard Rego: OPA's own "opa test DIR" runs the same tests.`,
 
 func newPolicyTestCmd(g *globals) *cobra.Command {
 	var verbose bool
+	var timeout time.Duration
 	c := &cobra.Command{
 		Use:   "test [DIR]",
 		Short: "Run the policy's Rego unit tests, as `opa test` does",
@@ -54,7 +55,7 @@ raises an error, 1 when the directory does not load or holds no tests.`,
 				return err
 			}
 			defer cleanup()
-			_, failed, err := policy.RunTests(cmd.Context(), dir, g.stdout, verbose)
+			_, failed, err := policy.RunTests(cmd.Context(), dir, g.stdout, policy.TestOptions{Verbose: verbose, Timeout: timeout})
 			if err != nil {
 				return err
 			}
@@ -65,6 +66,7 @@ raises an error, 1 when the directory does not load or holds no tests.`,
 		},
 	}
 	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "report every test, and trace the failing ones")
+	c.Flags().DurationVar(&timeout, "timeout", policy.DefaultTestTimeout, "how long one test may take before it fails, as opa test's --timeout")
 	return c
 }
 

@@ -59,7 +59,9 @@ func TestPolicyTestShippedPolicies(t *testing.T) {
 	if m == nil || m[1] != m[2] || m[1] == "0" {
 		t.Errorf("policy test policies/ printed %q, want PASS: n/n and nothing else", out)
 	}
-	out, err = runCLI("policy", "test", "-v", filepath.Join("..", "..", "policies"))
+	// Verbose runs trace every step: under the race detector on a busy
+	// machine a test can take longer than opa test's 5 s default.
+	out, err = runCLI("policy", "test", "-v", "--timeout", "2m", filepath.Join("..", "..", "policies"))
 	if err != nil || !strings.Contains(out, "data.agenthelm.authz_test.") || !strings.Contains(out, ": PASS (") {
 		t.Errorf("policy test -v = %v:\n%s", err, out)
 	}
