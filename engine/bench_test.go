@@ -2,8 +2,12 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -93,6 +97,10 @@ func benchToolCalls(b *testing.B, upURL, mode string, conc int) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			// Thousands of calls a minute would trip the shipped rate limit
+			// (30 a minute per tool), and denials are cheap: lift it, so
+			// that every call is decided and forwarded.
+			liftRateLimit(b, filepath.Join(dir, "data.json"))
 			pe, err := policy.New(ctx, policy.Options{Dir: dir, Mode: policy.ModeEnforce})
 			if err != nil {
 				b.Fatal(err)
@@ -124,7 +132,11 @@ func benchToolCalls(b *testing.B, upURL, mode string, conc int) {
 		go func() {
 			defer wg.Done()
 			for next.Add(1) <= int64(b.N) {
-				if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: benchMsg{"hello"}}); err != nil {
+				res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: benchMsg{"hello"}})
+				if err == nil && res.IsError {
+					err = fmt.Errorf("the call was refused or failed: %v", res.Content)
+				}
+				if err != nil {
 					b.Error(err)
 					return
 				}
@@ -156,4 +168,23 @@ func itoa(n int) string {
 		return string(rune('0' + n))
 	}
 	return itoa(n/10) + string(rune('0'+n%10))
+}
+
+// liftRateLimit sets the shipped policies' calls per minute to a million.
+func liftRateLimit(b *testing.B, dataFile string) {
+	raw, err := os.ReadFile(dataFile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var data map[string]any
+	if err := json.Unmarshal(raw, &data); err != nil {
+		b.Fatal(err)
+	}
+	data["agenthelm"].(map[string]any)["budget"].(map[string]any)["max_calls_per_minute"] = 1000000
+	if raw, err = json.Marshal(data); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(dataFile, raw, 0o644); err != nil {
+		b.Fatal(err)
+	}
 }

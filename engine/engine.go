@@ -198,9 +198,9 @@ type live struct {
 	retry     *time.Timer
 	broken    error // the journal refused a write: state is not trusted
 	lists     headLists
-	// amounts are the policy's amounts in each step's arguments, by step
-	// number, read once (input.saga.amounts covers the whole saga).
-	amounts map[int]policy.StepAmounts
+	// policy is what the policy input needs from each step, kept as the
+	// saga grows (see policyView).
+	policy policyView
 }
 
 var _ toolcall.Interceptor = (*Engine)(nil)

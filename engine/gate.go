@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"time"
@@ -257,54 +258,31 @@ func (e *Engine) policyInput(l *live, call *toolcall.Call, rule Rule) policy.Inp
 	if !l.s.Created.IsZero() {
 		info.ElapsedSeconds = now.Sub(l.s.Created).Seconds()
 	}
-	// Counts cover the whole saga; the step list only its most recent
-	// steps, so that a long-running agent's calls do not get slower with
-	// every step (policies that need more read the journal's counts).
+	// Counts, amounts and recent calls cover the whole saga; the step
+	// list only its most recent steps, so that a long-running agent's
+	// calls do not get slower with every step. What is read from a step's
+	// arguments is read once (policyView).
+	v := &l.policy
+	v.extend(l.s.Steps)
 	info.Counts = map[string]int{"total": len(l.s.Steps)}
-	var amountSteps []policy.StepSummary
-	var amounts []policy.StepAmounts
 	for _, st := range l.s.Steps {
-		status := policyStatus(st)
-		info.Counts[status]++
-		// Amounts too cover the whole saga, or a budget could be spent
-		// past its limit in small calls beyond the latest steps. Each
-		// step's arguments are read once.
-		a, ok := l.amounts[st.N]
-		if !ok {
-			args := st.Args
-			if st.Launch != nil && st.Launch.Transport == "http" {
-				args = httpBody(args)
-			}
-			a = policy.AmountsIn(args)
-			if l.amounts == nil {
-				l.amounts = map[int]policy.StepAmounts{}
-			}
-			l.amounts[st.N] = a
-		}
-		if len(a) > 0 {
-			amountSteps = append(amountSteps, policy.StepSummary{Tool: st.Tool, Upstream: st.Upstream, Status: status})
-			amounts = append(amounts, a)
-		}
+		info.Counts[policyStatus(st)]++
+	}
+	// Amounts: a budget must not be spent past its limit in small calls
+	// beyond the latest steps.
+	amountSteps := make([]policy.StepSummary, len(v.withAmounts))
+	amounts := make([]policy.StepAmounts, len(v.withAmounts))
+	for i, k := range v.withAmounts {
+		st := l.s.Steps[k]
+		amountSteps[i] = policy.StepSummary{Tool: st.Tool, Upstream: st.Upstream, Status: policyStatus(st)}
+		amounts[i] = v.amounts[k]
 	}
 	info.Amounts = policy.SumAmounts(amountSteps, amounts)
-	// Recent calls too: steps are in the order they were called, so the
-	// last minute's are at the end.
-	var recent []policy.StepSummary
-	for i := len(l.s.Steps) - 1; i >= 0; i-- {
-		st := l.s.Steps[i]
-		if now.Unix()-st.Started.Unix() >= policy.RecentWindowSeconds {
-			break
-		}
-		recent = append(recent, policy.StepSummary{Tool: st.Tool, Upstream: st.Upstream, Status: policyStatus(st), Unix: st.Started.Unix()})
-	}
-	info.RecentCalls = policy.CountRecent(recent, now.Unix())
+	info.RecentCalls = v.recentCalls(l.s.Steps, now.Unix())
 	from := max(0, len(l.s.Steps)-policyHistory)
-	for _, st := range l.s.Steps[from:] {
-		args := st.Args
-		if st.Launch != nil && st.Launch.Transport == "http" {
-			args = httpBody(args)
-		}
-		info.Steps = append(info.Steps, policy.NewStepSummary(st.Tool, st.Upstream, policyStatus(st), args, st.Started))
+	info.Steps = make([]policy.StepSummary, 0, len(l.s.Steps)-from)
+	for i := from; i < len(l.s.Steps); i++ {
+		info.Steps = append(info.Steps, v.summary(i, l.s.Steps[i]))
 	}
 	l.mu.Unlock()
 	if call.Transport.Kind == "http" {
@@ -327,6 +305,93 @@ func httpBody(request json.RawMessage) json.RawMessage {
 		return nil
 	}
 	return b
+}
+
+// policyView keeps, per step of a live saga, what the policy input needs
+// from it and only its arguments determine: its amounts (read once) and
+// its summary (rebuilt when its status changes). Steps are only ever
+// appended, so it grows with them. The caller holds the saga's lock.
+type policyView struct {
+	amounts     []policy.StepAmounts // by step index
+	withAmounts []int                // indexes of the steps that have amounts
+	summaries   []policy.StepSummary // by step index; Tool "" until built
+
+	// The last minute's calls, kept as a sliding window over the steps
+	// (which are in the order they were called): steps [recentFrom,
+	// recentTo) are counted in recent, as of recentNow.
+	recent               map[string]int
+	recentFrom, recentTo int
+	recentNow            int64
+}
+
+// recentCalls counts the calls of the last minute as of now by
+// "<upstream>/<tool>", denied ones not counted (input.saga.recent_calls):
+// each step is added once and removed once as the window slides, so a
+// runaway agent's thousands of calls a minute are not counted again on
+// every call. A step's denial is known when it is added (a refused call's
+// intent and outcome are staged together).
+func (v *policyView) recentCalls(steps []*saga.Step, now int64) map[string]int {
+	if v.recent == nil || now < v.recentNow || v.recentTo > len(steps) {
+		v.recent, v.recentFrom, v.recentTo = map[string]int{}, 0, 0 // first use, clock went back, or another saga: start over
+	}
+	v.recentNow = now
+	key := func(st *saga.Step) string { return st.Upstream + "/" + st.Tool }
+	for ; v.recentTo < len(steps); v.recentTo++ {
+		if st := steps[v.recentTo]; policyStatus(st) != policy.StepDenied {
+			v.recent[key(st)]++
+		}
+	}
+	for ; v.recentFrom < v.recentTo; v.recentFrom++ {
+		st := steps[v.recentFrom]
+		if now-st.Started.Unix() < policy.RecentWindowSeconds {
+			break
+		}
+		if policyStatus(st) != policy.StepDenied {
+			if k := key(st); v.recent[k] > 1 {
+				v.recent[k]--
+			} else {
+				delete(v.recent, k)
+			}
+		}
+	}
+	return maps.Clone(v.recent)
+}
+
+// extend reads the amounts of the steps it has not seen yet.
+func (v *policyView) extend(steps []*saga.Step) {
+	if len(v.amounts) > len(steps) {
+		*v = policyView{} // not the same saga's steps: start over
+	}
+	for i := len(v.amounts); i < len(steps); i++ {
+		a := policy.AmountsIn(policyArgs(steps[i]))
+		v.amounts = append(v.amounts, a)
+		if len(a) > 0 {
+			v.withAmounts = append(v.withAmounts, i)
+		}
+	}
+	for len(v.summaries) < len(steps) {
+		v.summaries = append(v.summaries, policy.StepSummary{})
+	}
+}
+
+// summary is step i's summary for the policy input.
+func (v *policyView) summary(i int, st *saga.Step) policy.StepSummary {
+	status := policyStatus(st)
+	if s := v.summaries[i]; s.Tool == st.Tool && s.Status == status && s.Tool != "" {
+		return s
+	}
+	s := policy.NewStepSummary(st.Tool, st.Upstream, status, policyArgs(st), st.Started)
+	v.summaries[i] = s
+	return s
+}
+
+// policyArgs are a step's arguments as the policy sees them: an HTTP tool
+// call's body.
+func policyArgs(st *saga.Step) json.RawMessage {
+	if st.Launch != nil && st.Launch.Transport == "http" {
+		return httpBody(st.Args)
+	}
+	return st.Args
 }
 
 // policyStatus maps a step's state onto the statuses policies see.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -229,5 +230,49 @@ decision := {"allow": false, "require_approval": false, "reasons": [sprintf("bud
 	res := s.call(t, "create", map[string]any{"name": "one-too-many", "amount": 1})
 	if !res.IsError || !strings.Contains(text(res), "budget: 130 spent") {
 		t.Errorf("call 131 answered %q, want the budget's denial", text(res))
+	}
+}
+
+// TestRecentCallsSlideWithTheClock: input.saga.recent_calls counts the
+// last minute's calls of each tool as the window slides, denied ones not
+// counted.
+func TestRecentCallsSlideWithTheClock(t *testing.T) {
+	dir := t.TempDir()
+	writePolicy(t, dir, `package agenthelm.authz
+
+default decision := {"allow": true, "require_approval": false, "reasons": []}
+
+decision := {"allow": false, "require_approval": false, "reasons": [sprintf("%d recent", [input.saga.recent_calls["items/create"]])]} if {
+	input.saga.recent_calls["items/create"] >= 3
+}
+`)
+	gate, err := policy.New(context.Background(), policy.Options{Dir: dir, Mode: policy.ModeEnforce})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	clock := time.Now()
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+	s := newStack(t, "", engine.Options{Gate: gate, Now: now, Rules: rules{}}, proxy.Options{})
+	call := func(name string) *mcp.CallToolResult { return s.call(t, "create", map[string]any{"name": name}) }
+	for i := range 3 {
+		if res := call(fmt.Sprint("a", i)); res.IsError {
+			t.Fatalf("call %d: %q", i+1, text(res))
+		}
+		advance(10 * time.Second)
+	}
+	// At t=30s: three calls in the last minute.
+	if res := call("b"); !res.IsError || !strings.Contains(text(res), "3 recent") {
+		t.Fatalf("fourth call: %q, want denied with 3 recent", text(res))
+	}
+	// The denial is not counted; at t=65s the first call has left the window.
+	advance(35 * time.Second)
+	if res := call("c"); res.IsError {
+		t.Errorf("after the first call left the window: %q", text(res))
+	}
+	// Now a1, a2 and c are recent: denied again.
+	if res := call("d"); !res.IsError || !strings.Contains(text(res), "3 recent") {
+		t.Errorf("with three recent calls again: %q", text(res))
 	}
 }
