@@ -21,7 +21,10 @@ import (
 )
 
 // A policy for the item server: create is allowed up to a name length,
-// names starting with "x" are held, "fail" is denied.
+// names starting with "x" are held (those starting with "xe" expire after
+// 300 ms, for the tests of expiry; the others after a minute, so that a
+// busy machine does not expire an approval a test is about to give),
+// "fail" is denied.
 const gatePolicy = `package agenthelm.authz
 
 default decision := {"allow": false, "require_approval": false, "reasons": ["not allowed"]}
@@ -33,7 +36,13 @@ decision := {"allow": true, "require_approval": false, "reasons": []} if {
 
 decision := {"allow": false, "require_approval": true, "reasons": ["names starting with x need a person"], "approval_timeout": "300ms"} if {
 	input.tool.name == "create"
+	startswith(input.arguments.name, "xe") # xena, xerxes: tests of expiry
+}
+
+decision := {"allow": false, "require_approval": true, "reasons": ["names starting with x need a person"], "approval_timeout": "60s"} if {
+	input.tool.name == "create"
 	startswith(input.arguments.name, "x")
+	not startswith(input.arguments.name, "xe")
 }
 
 decision := {"allow": true, "require_approval": false, "reasons": []} if input.tool.name == "delete"
@@ -172,7 +181,9 @@ func TestGateDryRunForwardsAndJournals(t *testing.T) {
 // place (rule 23) and its answer decides the held call.
 func TestApprovalInTheClient(t *testing.T) {
 	for _, approve := range []bool{true, false} {
-		s, broker := startGated(t, policy.ModeEnforce)
+		// Approvals that expire after a minute: the question's round trip
+		// must not race the 300 ms expiry of gatePolicy on a busy machine.
+		s, broker := startGatedWith(t, policy.ModeEnforce, slowExpiry)
 		var asked atomic.Int32
 		client := mcp.NewClient(&mcp.Implementation{Name: "person-at-the-client", Version: "1"}, &mcp.ClientOptions{
 			ElicitationHandler: func(ctx context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
