@@ -21,8 +21,8 @@ import (
 // Every example file passes the real, strict config loader.
 func TestExamplesLoad(t *testing.T) {
 	files, _ := filepath.Glob("*.yaml")
-	if len(files) < 3 {
-		t.Fatalf("found %d example configs, want demo, memory and filesystem", len(files))
+	if len(files) < 4 {
+		t.Fatalf("found %d example configs, want demo, memory, filesystem and rest", len(files))
 	}
 	for _, f := range files {
 		cfg, err := config.Load(f)
