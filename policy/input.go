@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
+	"unsafe"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -130,6 +132,29 @@ type StepSummary struct {
 	Time string `json:"time"`
 	// Unix is Time in seconds since the epoch.
 	Unix int64 `json:"unix"`
+
+	// memo keeps the summary's AST value once converted, shared by the
+	// copies of a summary made by NewStepSummary: a saga engine that
+	// hands the same summaries to every call of a saga has each converted
+	// once, without the step cache's hashing of its arguments. A copy
+	// that was changed since does not match the memo and is converted
+	// anew.
+	memo *stepMemo
+}
+
+// stepMemo is a StepSummary's converted value, and the summary it is of.
+type stepMemo struct{ v atomic.Pointer[memoEntry] }
+
+type memoEntry struct {
+	of  StepSummary // memo nil
+	val cachedStep
+}
+
+// sameStep reports whether two summaries are the same step: the same
+// fields, and arguments in the same bytes.
+func sameStep(a, b *StepSummary) bool {
+	return a.Tool == b.Tool && a.Upstream == b.Upstream && a.Status == b.Status && a.Time == b.Time && a.Unix == b.Unix &&
+		len(a.Arguments) == len(b.Arguments) && unsafe.SliceData(a.Arguments) == unsafe.SliceData(b.Arguments)
 }
 
 // TimeInfo is a point in time in the forms policies compare most easily.
@@ -154,6 +179,7 @@ func NewStepSummary(tool, upstream, status string, args json.RawMessage, at time
 	return StepSummary{
 		Tool: tool, Upstream: upstream, Status: status, Arguments: args,
 		Time: at.Format("2006-01-02T15:04:05.000Z07:00"), Unix: at.Unix(),
+		memo: &stepMemo{},
 	}
 }
 

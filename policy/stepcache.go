@@ -44,6 +44,23 @@ func newStepCache(max int) *stepCache {
 // step returns the value of s and the amounts in its arguments, converting
 // it on a miss.
 func (c *stepCache) step(s *StepSummary) (*ast.Term, []stepAmount, error) {
+	if s.memo == nil {
+		return c.lookup(s)
+	}
+	if e := s.memo.v.Load(); e != nil && sameStep(&e.of, s) {
+		return e.val.term, e.val.amounts, nil
+	}
+	t, amounts, err := c.lookup(s)
+	if err == nil {
+		of := *s
+		of.memo = nil
+		s.memo.v.Store(&memoEntry{of: of, val: cachedStep{term: t, amounts: amounts}})
+	}
+	return t, amounts, err
+}
+
+// lookup is step without the summary's memo.
+func (c *stepCache) lookup(s *StepSummary) (*ast.Term, []stepAmount, error) {
 	if c == nil || len(s.Arguments) > maxCachedArgs {
 		return stepValue(s)
 	}
