@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"strconv"
 	"sync/atomic"
-	"unsafe"
 	"time"
+	"unsafe"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
