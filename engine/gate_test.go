@@ -287,3 +287,33 @@ decision := {"allow": false, "require_approval": false, "reasons": [sprintf("%d 
 		t.Errorf("with three recent calls again: %q", text(res))
 	}
 }
+
+// TestUnwindingWithdrawsHeldCalls: when a saga starts unwinding, a call of
+// it that waits for approval is rejected at once, instead of keeping the
+// unwinding waiting until the approval expires.
+func TestUnwindingWithdrawsHeldCalls(t *testing.T) {
+	s, broker := startGatedWith(t, policy.ModeEnforce, strings.Replace(gatePolicy,
+		`decision := {"allow": false, "require_approval": false, "reasons": ["fail is forbidden"]} if input.tool.name == "fail"`,
+		`decision := {"allow": true, "require_approval": false, "reasons": []} if input.tool.name == "fail"`, 1))
+	s.call(t, "create", map[string]any{"name": "a"})
+	held := make(chan *mcp.CallToolResult, 1)
+	go func() { held <- s.call(t, "create", map[string]any{"name": "xavier"}) }() // approval: a minute
+	for deadline := time.Now().Add(5 * time.Second); len(broker.Pending()) == 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	}
+	if len(broker.Pending()) != 1 {
+		t.Fatal("the call was not held")
+	}
+	if res := s.call(t, "fail", nil); !res.IsError || !strings.Contains(text(res), "rolled back") {
+		t.Errorf("failing call answered %q, want the rollback", text(res))
+	}
+	res := <-held
+	if !res.IsError || !strings.Contains(text(res), "being rolled back") {
+		t.Errorf("held call answered %q, want it withdrawn", text(res))
+	}
+	if ops, _ := s.led.snapshot(); strings.Join(ops, ", ") != "create a, delete a" {
+		t.Errorf("upstream ran %v", ops)
+	}
+	if p := broker.Pending(); len(p) != 0 {
+		t.Errorf("approvals still pending: %v", p)
+	}
+}

@@ -34,6 +34,7 @@ func (e *Engine) runUnwind(ctx context.Context, l *live) {
 		l.mu.Unlock()
 	}()
 
+	e.withdrawApprovals(l.id())
 	waitOrDone(ctx, &l.inflight)
 	ctx, span := e.opts.Tracer.StartInternal(ctx, telemetry.SpanUnwind, telemetry.SagaIDKey.String(l.id()))
 	defer span.End()
@@ -113,6 +114,21 @@ func (e *Engine) runUnwind(ctx context.Context, l *live) {
 		if err != nil {
 			e.log.Error("unwinding stopped: journal write failed; it resumes after a restart", "saga", id, "err", err)
 			return
+		}
+	}
+}
+
+// withdrawApprovals rejects the saga's pending approvals when it starts
+// unwinding: their calls could no longer become steps, and unwinding waits
+// for the saga's calls in flight, held ones included, which would
+// otherwise keep it waiting until the approvals expire.
+func (e *Engine) withdrawApprovals(sagaID string) {
+	if e.opts.Approvals == nil {
+		return
+	}
+	for _, req := range e.opts.Approvals.Pending() {
+		if req.Saga == sagaID {
+			_, _ = e.opts.Approvals.Decide(req.ID, false, "agenthelm", "the saga is being rolled back")
 		}
 	}
 }
