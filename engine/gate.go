@@ -146,9 +146,11 @@ func (e *Engine) gate(ctx context.Context, l *live, call *toolcall.Call, rule Ru
 	}
 	actx, span := e.opts.Tracer.StartInternal(ctx, telemetry.SpanApprovalWait, attribute.String("agenthelm.approval.id", req.ID))
 	e.opts.Tracer.Metrics().ApprovalHeld(ctx)
+	// Pending before the client is asked: a quick answer must find it.
+	e.opts.Approvals.Open(actx, req)
 	askCtx, stopAsking := context.WithCancel(actx)
 	asked := e.askInClient(askCtx, call, req)
-	dec, err := e.opts.Approvals.Hold(actx, req, e.keepAlive(ctx, call, req))
+	dec, err := e.opts.Approvals.Wait(actx, req.ID, e.keepAlive(ctx, call, req))
 	stopAsking()
 	<-asked
 	result := approvalResult(dec, err)

@@ -254,6 +254,12 @@ func (e *Engine) awaitDetached(l *live, call *toolcall.Call, intent *saga.Intent
 	h.dec, h.err = dec, err
 	close(h.decided)
 	e.opts.Tracer.Metrics().ApprovalResolved(e.ctx, approvalResult(dec, err), e.opts.Now().Sub(h.req.Created))
+	if err != nil || !dec.Approved {
+		// Refused: the call will not become a step, so the saga need not
+		// count it in flight while its client may still come back for the
+		// answer (an unwinding waits for calls in flight).
+		done()
+	}
 
 	// The client may still come back for the decision until the request
 	// state expires.
