@@ -5,6 +5,7 @@ package conformance
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -167,7 +168,9 @@ func (s *session) newClient() *mcp.Client {
 			s.elicits = append(s.elicits, req.Params)
 			s.mu.Unlock()
 			s.notify()
-			return &mcp.ElicitResult{Action: "accept", Content: elicitAnswer}, nil
+			// A copy: the SDK writes the schema's defaults into the
+			// content, and matrix cells run in parallel.
+			return &mcp.ElicitResult{Action: "accept", Content: maps.Clone(elicitAnswer)}, nil
 		},
 		ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
 			s.mu.Lock()
