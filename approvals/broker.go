@@ -120,6 +120,10 @@ func (b *Broker) Hold(ctx context.Context, r Request, keepAlive func()) (Decisio
 	return b.Wait(ctx, id, keepAlive)
 }
 
+// KeepAliveEvery is how often a wait calls its keepAlive: for callers that
+// wait for a decision on their own (see Open).
+func (b *Broker) KeepAliveEvery() time.Duration { return b.opts.KeepAliveEvery }
+
 // Open registers r and notifies, without waiting: the request is pending
 // (listed, decidable) at once. It returns r's id (a fresh one when r has
 // none). Exactly one Wait for that id must follow; it ends the request.

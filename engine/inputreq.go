@@ -186,7 +186,7 @@ func (e *Engine) resumeHeld(ctx context.Context, l *live, call *toolcall.Call, i
 		e.takeAnswer(call, h.req, r.answer)
 	}
 	keepAlive := e.keepAlive(ctx, call, h.req)
-	tick := time.NewTicker(e.keepAliveEvery())
+	tick := time.NewTicker(e.opts.Approvals.KeepAliveEvery())
 	defer tick.Stop()
 	for waiting := true; waiting; {
 		select {
@@ -204,9 +204,6 @@ func (e *Engine) resumeHeld(ctx context.Context, l *live, call *toolcall.Call, i
 	}
 	return e.settle(res, h.req, h.dec, h.err, digest)
 }
-
-// keepAliveEvery is how often a held call's agent gets progress.
-func (e *Engine) keepAliveEvery() time.Duration { return 10 * time.Second }
 
 // claim takes the approval a request state names, once.
 func (e *Engine) claim(id string) (*heldApproval, error) {
