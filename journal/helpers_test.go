@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/agenthelm/agenthelm/internal/syncbuf"
 	badger "github.com/dgraph-io/badger/v4"
 )
 
@@ -195,23 +195,9 @@ func rawKeys(t testing.TB, db *badger.DB, s string) []string {
 }
 
 // logBuffer is a concurrency-safe slog destination.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
+type logBuffer = syncbuf.Buffer
 
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func (l *logBuffer) logger() *slog.Logger {
+// bufferLogger is a logger that writes to l.
+func bufferLogger(l *logBuffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, nil))
 }

@@ -200,7 +200,7 @@ func TestOpenRefusesNewerFormat(t *testing.T) {
 
 func TestSyncOffAndRetentionFloorWarn(t *testing.T) {
 	var logs logBuffer
-	j := openTest(t, Options{Sync: false, Retention: time.Hour, Logger: logs.logger()})
+	j := openTest(t, Options{Sync: false, Retention: time.Hour, Logger: bufferLogger(&logs)})
 	if j.opts.Retention != MinRetention {
 		t.Errorf("Retention = %v, want it raised to %v", j.opts.Retention, MinRetention)
 	}

@@ -212,7 +212,7 @@ func TestListReadsNoEventBodies(t *testing.T) {
 	f.Close()
 
 	var logs logBuffer
-	j = openTest(t, Options{Dir: dir, Sync: true, Logger: logs.logger()})
+	j = openTest(t, Options{Dir: dir, Sync: true, Logger: bufferLogger(&logs)})
 	heads, err := j.List(ctx, Filter{Tool: "t"})
 	if err != nil || len(heads) != 8 {
 		t.Fatalf("List over corrupted event bodies = %d heads, %v; want 8", len(heads), err)

@@ -140,7 +140,7 @@ func TestDemoKeep(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	runCtx, stop := context.WithCancel(ctx)
-	var stdout lockedWriter
+	var stdout syncBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(runCtx, []string{"demo", "--no-color", "--keep"}, strings.NewReader(""), &stdout, os.Stderr)
@@ -231,20 +231,4 @@ func TestDemoFormatting(t *testing.T) {
 	}
 }
 
-// lockedWriter is a buffer the demo's goroutines and the test share.
-type lockedWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
+// syncBuffer is a buffer the demo's goroutines and the test share.

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/agenthelm/agenthelm/examples/toolservers"
+	"github.com/agenthelm/agenthelm/internal/syncbuf"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -105,22 +106,7 @@ type proc struct {
 	err  error
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = syncbuf.Buffer
 
 func startProc(t *testing.T, name string, env []string, prog string, args ...string) *proc {
 	t.Helper()

@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agenthelm/agenthelm/internal/syncbuf"
 	"github.com/agenthelm/agenthelm/proxy/jsonrpc"
 )
 
@@ -187,22 +187,7 @@ func send(t *testing.T, c Conn, raw string) {
 }
 
 // syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer = syncbuf.Buffer
 
 // testLogger logs to a buffer the test can search, printed when the test
 // fails so that failures show the conn's own view.

@@ -1,36 +1,20 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/agenthelm/agenthelm/internal/syncbuf"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // lockedBuffer is a bytes.Buffer safe for the server's and the test's
 // goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuffer = syncbuf.Buffer
 
 func callBook(t *testing.T, ctx context.Context, cs *mcp.ClientSession) {
 	t.Helper()
