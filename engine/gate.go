@@ -266,9 +266,17 @@ func (e *Engine) policyInput(l *live, call *toolcall.Call, rule Rule) policy.Inp
 	// arguments is read once (policyView).
 	v := &l.policy
 	v.extend(l.s.Steps)
-	info.Counts = map[string]int{"total": len(l.s.Steps)}
+	// Counted in an array, not a map: this runs over every step of the
+	// saga on every call.
+	var counts [len(policyStatuses)]int
 	for _, st := range l.s.Steps {
-		info.Counts[policyStatus(st)]++
+		counts[statusIndex(policyStatus(st))]++
+	}
+	info.Counts = map[string]int{"total": len(l.s.Steps)}
+	for i, n := range counts {
+		if n > 0 {
+			info.Counts[policyStatuses[i]] = n
+		}
 	}
 	// Amounts: a budget must not be spent past its limit in small calls
 	// beyond the latest steps.
@@ -337,19 +345,18 @@ func (v *policyView) recentCalls(steps []*saga.Step, now int64) map[string]int {
 		v.recent, v.recentFrom, v.recentTo = map[string]int{}, 0, 0 // first use, clock went back, or another saga: start over
 	}
 	v.recentNow = now
-	key := func(st *saga.Step) string { return st.Upstream + "/" + st.Tool }
 	for ; v.recentTo < len(steps); v.recentTo++ {
-		if st := steps[v.recentTo]; policyStatus(st) != policy.StepDenied {
-			v.recent[key(st)]++
+		if st := steps[v.recentTo]; policy.CountsAsRecent(policyStatus(st)) {
+			v.recent[policy.RecentKey(st.Upstream, st.Tool)]++
 		}
 	}
 	for ; v.recentFrom < v.recentTo; v.recentFrom++ {
 		st := steps[v.recentFrom]
-		if now-st.Started.Unix() < policy.RecentWindowSeconds {
+		if policy.InRecentWindow(st.Started.Unix(), now) {
 			break
 		}
-		if policyStatus(st) != policy.StepDenied {
-			if k := key(st); v.recent[k] > 1 {
+		if policy.CountsAsRecent(policyStatus(st)) {
+			if k := policy.RecentKey(st.Upstream, st.Tool); v.recent[k] > 1 {
 				v.recent[k]--
 			} else {
 				delete(v.recent, k)
@@ -394,6 +401,19 @@ func policyArgs(st *saga.Step) json.RawMessage {
 		return httpBody(st.Args)
 	}
 	return st.Args
+}
+
+// policyStatuses are the statuses policyStatus returns.
+var policyStatuses = [...]string{policy.StepPending, policy.StepSucceeded, policy.StepFailed, policy.StepDenied, policy.StepCompensated, policy.StepStuck}
+
+// statusIndex is s's index in policyStatuses.
+func statusIndex(s string) int {
+	for i, x := range policyStatuses {
+		if x == s {
+			return i
+		}
+	}
+	panic("agenthelm: unknown policy status " + s)
 }
 
 // policyStatus maps a step's state onto the statuses policies see.

@@ -23,13 +23,26 @@ func CountRecent(steps []StepSummary, now int64) map[string]int {
 	out := map[string]int{}
 	for i := range steps {
 		s := &steps[i]
-		if now-s.Unix >= RecentWindowSeconds || s.Status == StepDenied {
-			continue
+		if InRecentWindow(s.Unix, now) && CountsAsRecent(s.Status) {
+			out[RecentKey(s.Upstream, s.Tool)]++
 		}
-		out[s.Upstream+"/"+s.Tool]++
 	}
 	return out
 }
+
+// The rules of recent_calls, for an engine that keeps the counts as the
+// window slides instead of calling CountRecent on every call:
+
+// InRecentWindow reports whether a step called at stepUnix is within the
+// window as of now.
+func InRecentWindow(stepUnix, now int64) bool { return now-stepUnix < RecentWindowSeconds }
+
+// CountsAsRecent reports whether a step of this status counts: denied ones
+// never reached the upstream.
+func CountsAsRecent(status string) bool { return status != StepDenied }
+
+// RecentKey is a tool's key in recent_calls.
+func RecentKey(upstream, tool string) string { return upstream + "/" + tool }
 
 // noRecent is the recent_calls of a saga with none; shared, as AST values
 // are never changed once built.
