@@ -73,8 +73,9 @@ type benchMsg struct {
 }
 
 // benchToolCalls makes b.N echo calls from conc goroutines through a proxy
-// configured as mode, and reports calls/s, process CPU per call and, when
-// journaling, the journal's records per commit and commit time.
+// configured as mode, and reports calls/s, process CPU and voluntary context
+// switches per call and, when journaling, the journal's records per commit
+// and commit time.
 func benchToolCalls(b *testing.B, upURL, mode string, conc int) {
 	ctx := context.Background()
 	var commits, records64, commitNS atomic.Int64
@@ -125,7 +126,7 @@ func benchToolCalls(b *testing.B, upURL, mode string, conc int) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	b.ResetTimer()
-	cpu0, cpuOK := processCPUTime()
+	cpu0, sw0, usageOK := processUsage()
 	start := time.Now()
 	for range conc {
 		wg.Add(1)
@@ -145,8 +146,9 @@ func benchToolCalls(b *testing.B, upURL, mode string, conc int) {
 	}
 	wg.Wait()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
-	if cpu1, ok := processCPUTime(); ok && cpuOK {
+	if cpu1, sw1, ok := processUsage(); ok && usageOK {
 		b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-µs/call")
+		b.ReportMetric(float64(sw1-sw0)/float64(b.N), "blocks/call")
 	}
 	if n := commits.Load(); n > 0 {
 		b.ReportMetric(float64(records64.Load())/float64(n), "records/commit")

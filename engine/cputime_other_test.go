@@ -4,4 +4,4 @@ package engine_test
 
 import "time"
 
-func processCPUTime() (time.Duration, bool) { return 0, false }
+func processUsage() (time.Duration, int64, bool) { return 0, 0, false }

@@ -4,11 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +30,8 @@ func TestMain(m *testing.M) {
 		helperHold(os.Getenv("JOURNAL_TEST_DIR"))
 	case "append":
 		helperAppend(os.Getenv("JOURNAL_TEST_DIR"))
+	case "hash":
+		helperHash()
 	default:
 		fmt.Fprintln(os.Stderr, "unknown helper")
 		os.Exit(2)
@@ -77,6 +83,33 @@ func helperAppend(dir string) {
 		}()
 	}
 	select {}
+}
+
+// helperHash hashes a page on every core from "ready" until stdin closes,
+// then prints the hashes done and the nanoseconds it took
+// (BenchmarkDurableWriteCost's load).
+func helperHash() {
+	var stop atomic.Bool
+	var hashes atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			page := make([]byte, 4096)
+			var n int64
+			for !stop.Load() {
+				sha256.Sum256(page)
+				n++
+			}
+			hashes.Add(n)
+		})
+	}
+	fmt.Println("ready")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	stop.Store(true)
+	wg.Wait()
+	fmt.Println(hashes.Load(), time.Since(start).Nanoseconds())
+	os.Exit(0)
 }
 
 // openTest opens a journal in a fresh directory (or opts.Dir) and closes it
