@@ -43,13 +43,15 @@ func BenchmarkToolCall(b *testing.B) {
 
 // BenchmarkToolCallSlowTool is BenchmarkToolCall's journal rows at
 // concurrency 16 for a tool that takes 5 ms, like a fast API behind an MCP
-// server, rather than an echo that takes nothing:
+// server, and one that takes 20 ms, rather than an echo that takes nothing:
 //
 //	go test -run '^$' -bench ToolCallSlowTool -benchtime 2000x ./engine/
 func BenchmarkToolCallSlowTool(b *testing.B) {
-	up := benchUpstream(b, 5*time.Millisecond)
-	for _, mode := range []string{"journal-nosync", "journal-sync"} {
-		b.Run(mode+"/conc=16", func(b *testing.B) { benchToolCalls(b, up, mode, 16) })
+	for _, delay := range []time.Duration{5 * time.Millisecond, 20 * time.Millisecond} {
+		up := benchUpstream(b, delay)
+		for _, mode := range []string{"journal-nosync", "journal-sync"} {
+			b.Run("tool="+delay.String()+"/"+mode+"/conc=16", func(b *testing.B) { benchToolCalls(b, up, mode, 16) })
+		}
 	}
 }
 
