@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/url"
 	"sync/atomic"
 
@@ -127,7 +128,21 @@ type exchange struct {
 	result json.RawMessage    // what the forward returned for resp
 	err    error              // the forward's error, if any
 	saga   string
+	// stage is waiting until the call is forwarded or its agent hangs up,
+	// whichever comes first; the other then finds it taken.
+	stage atomic.Int32
 }
+
+// Stages of an exchange.
+const (
+	stageWaiting int32 = iota
+	stageForwarded
+	stageHungUp
+)
+
+// errHungUp is the forward's error for a call whose agent closed its
+// connection before the call was forwarded.
+var errHungUp = fmt.Errorf("%w: the agent closed its connection before the call was forwarded", toolcall.ErrNotSent)
 
 func (x *exchange) release() {
 	if x.resp != nil {
@@ -141,9 +156,11 @@ func (x *exchange) release() {
 // context from the params' _meta as headers, and keeps the response for
 // the answer to the agent.
 func (p *Proxy) forward(rc *fasthttp.RequestCtx, rq *request, x *exchange) toolcall.Forward {
-	var forwarded atomic.Bool
 	return func(ctx context.Context, params json.RawMessage) (toolcall.Result, error) {
-		if !forwarded.CompareAndSwap(false, true) {
+		if !x.stage.CompareAndSwap(stageWaiting, stageForwarded) {
+			if x.stage.Load() == stageHungUp {
+				return toolcall.Result{}, errHungUp
+			}
 			return toolcall.Result{}, errForwardedTwice
 		}
 		x.saga, _, _ = telemetry.SagaFromContext(ctx)

@@ -3,6 +3,7 @@ package httptool
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agenthelm/agenthelm/approvals"
 	"github.com/agenthelm/agenthelm/compensators"
 	"github.com/agenthelm/agenthelm/config"
 	"github.com/agenthelm/agenthelm/engine"
@@ -77,12 +79,27 @@ type engineSetup struct {
 // if not empty, is the policy; otherwise every call is allowed.
 func startEngine(t *testing.T, policyRego string, callTimeout time.Duration) *engineSetup {
 	t.Helper()
-	return startEngineRedacting(t, policyRego, callTimeout, config.Redaction{})
+	return startEngineWith(t, setupOptions{policy: policyRego, callTimeout: callTimeout})
 }
 
 // startEngineRedacting is startEngine with redaction of the journal.
 func startEngineRedacting(t *testing.T, policyRego string, callTimeout time.Duration, red config.Redaction) *engineSetup {
 	t.Helper()
+	return startEngineWith(t, setupOptions{policy: policyRego, callTimeout: callTimeout, redaction: red})
+}
+
+// setupOptions are startEngineWith's.
+type setupOptions struct {
+	policy      string // Rego; empty allows every call
+	callTimeout time.Duration
+	redaction   config.Redaction
+	approvals   *approvals.Broker // holds the calls the policy sends for approval
+}
+
+// startEngineWith runs the engine behind a proxy for routesConfig.
+func startEngineWith(t *testing.T, so setupOptions) *engineSetup {
+	t.Helper()
+	policyRego, callTimeout, red := so.policy, so.callTimeout, so.redaction
 	api := paymentsapi.Start(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -108,8 +125,9 @@ func startEngineRedacting(t *testing.T, policyRego string, callTimeout time.Dura
 	opts := engine.Options{
 		Journal: j, Invoker: lazyInvoker{&p}, Rules: ruleSet{set}, Eval: compensators.Eval,
 		AgentHeader: "X-Agent-Id", IdleCommit: time.Hour, CallTimeout: callTimeout,
-		Describe: func(string) *saga.Launch { return &saga.Launch{Transport: "http", URL: api.URL} },
-		Retry:    saga.Policy{MaxAttempts: 3, InitialBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
+		Describe:  func(string) *saga.Launch { return &saga.Launch{Transport: "http", URL: api.URL} },
+		Retry:     saga.Policy{MaxAttempts: 3, InitialBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
+		Approvals: so.approvals,
 	}
 	if policyRego != "" {
 		dir := t.TempDir()
@@ -308,5 +326,73 @@ func TestEngineOnErrorContinue(t *testing.T) {
 	}
 	if refunds := s.api.Refunds(); len(refunds) != 0 {
 		t.Errorf("refunds %+v: the 404 unwound the saga", refunds)
+	}
+}
+
+// TestEngineHeldCallAgentHangsUp: an agent that closes its connection while
+// its call waits for approval withdraws the call, as a closed stream does
+// on the MCP side: the approval is no longer pending (it used to wait for
+// its timeout, 15 minutes by default), it can no longer be granted, and
+// nothing reaches the API.
+func TestEngineHeldCallAgentHangsUp(t *testing.T) {
+	broker := approvals.New(approvals.Options{})
+	s := startEngineWith(t, setupOptions{callTimeout: 5 * time.Second, approvals: broker, policy: `package agenthelm.authz
+
+default decision := {"allow": true, "require_approval": false, "reasons": []}
+
+decision := {"allow": true, "require_approval": true, "reasons": ["charges need a person"]} if input.transport.path == "/v1/charges"
+`})
+	host := strings.TrimPrefix(s.base, "http://")
+	conn, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	body := `{"amount":500,"currency":"eur"}`
+	if _, err := fmt.Fprintf(conn, "POST /payments/v1/charges HTTP/1.1\r\nHost: %s\r\nX-Agent-Id: bot\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", host, len(body), body); err != nil {
+		t.Fatal(err)
+	}
+	pending := waitPending(t, broker, 1, "the charge to be held")
+	if err := conn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitPending(t, broker, 0, "the held charge to be withdrawn after its agent hung up")
+	if _, err := broker.Decide(pending[0].ID, true, "alice", "too late"); err == nil {
+		t.Error("approving the withdrawn call succeeded, want an error")
+	}
+	if n := len(s.api.Requests()); n != 0 {
+		t.Errorf("the API got %d requests, want none", n)
+	}
+
+	// An agent that stays gets its held call forwarded once approved: the
+	// watch does not mistake a quiet connection for a closed one.
+	done := make(chan reply, 1)
+	go func() {
+		done <- send(t, "POST", s.base+"/payments/v1/charges", body, "Content-Type", "application/json", "X-Agent-Id", "bot")
+	}()
+	pending = waitPending(t, broker, 1, "the second charge to be held")
+	time.Sleep(2 * hangupPoll) // let the watch look at least once
+	if _, err := broker.Decide(pending[0].ID, true, "alice", "fine"); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; r.status != http.StatusCreated || len(s.api.Charges()) != 1 {
+		t.Errorf("approved charge: %d %s with %d charges made, want 201 and one charge", r.status, r.body, len(s.api.Charges()))
+	}
+}
+
+// waitPending waits up to 10 s for the broker to hold n requests and
+// returns them.
+func waitPending(t *testing.T, b *approvals.Broker, n int, what string) []approvals.Request {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p := b.Pending()
+		if len(p) == n {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 10 s for %s: %d approvals pending, want %d", what, len(p), n)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -18,9 +18,20 @@ func (p *Proxy) toolCall(rc *fasthttp.RequestCtx, rq *request) {
 	x := &exchange{}
 	defer x.release()
 	// fasthttp's RequestCtx ends only at shutdown; p.ctx ends when Close
-	// gives up waiting.
+	// gives up waiting. An agent that hangs up before its call is
+	// forwarded (while it waits for approval, say) ends the call, as a
+	// closed stream does on the MCP side; once forwarded, the call runs to
+	// its outcome so that the journal records what the upstream did.
 	ctx, cancel := context.WithCancel(p.ctx)
 	defer cancel()
+	stop := watchHangup(rc.Conn(), func() bool { return x.stage.Load() == stageWaiting }, func() {
+		if x.stage.CompareAndSwap(stageWaiting, stageHungUp) {
+			p.log.Info("agent closed its connection before its call was forwarded; the call is withdrawn",
+				"upstream", call.Upstream, "tool", call.Tool, "remote", call.Transport.RemoteAddr)
+			cancel()
+		}
+	})
+	defer stop()
 	res, err := p.ic.InterceptToolCall(ctx, call, p.forward(rc, rq, x))
 	p.render(rc, call, res, err, x)
 }

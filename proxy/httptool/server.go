@@ -16,10 +16,9 @@ import (
 )
 
 // newServer returns the agent-facing server. fasthttp never tells a
-// handler that its client went away, so a request runs until the
-// interceptor answers (a call held for approval waits up to
-// approvals.max_hold); the timeouts bound reading requests, writing
-// answers and idle connections.
+// handler that its client went away: a routed call watches its connection
+// itself until it is forwarded (see watchHangup). The timeouts bound
+// reading requests, writing answers and idle connections.
 func (p *Proxy) newServer() *fasthttp.Server {
 	return &fasthttp.Server{
 		Handler:      p.handle,
