@@ -73,8 +73,13 @@ type Proxy struct {
 	shared    map[string]*Session      // upstream name -> stateless session
 	operators map[string]*Session      // upstream name -> agenthelm's own session
 	launched  map[string]upstream.Spec // upstreams known only from the journal
-	closed    bool
-	opMu      sync.Mutex // serializes opening operator sessions
+	// toolHeaders are each upstream's Mcp-Param-* bindings, learned from
+	// the tools/list answers of all its sessions. Own lock: sessions dial
+	// with mu held.
+	thMu        sync.Mutex
+	toolHeaders map[string]*upstream.ToolHeaders
+	closed      bool
+	opMu        sync.Mutex // serializes opening operator sessions
 
 	stop   context.CancelFunc
 	reaper sync.WaitGroup
@@ -111,7 +116,8 @@ func New(opts Options) *Proxy {
 	p := &Proxy{
 		opts: opts, log: opts.Logger, interceptor: ic,
 		sessions: map[string]*Session{}, shared: map[string]*Session{}, operators: map[string]*Session{}, launched: map[string]upstream.Spec{},
-		stop: stop, streamsDone: make(chan struct{}),
+		toolHeaders: map[string]*upstream.ToolHeaders{},
+		stop:        stop, streamsDone: make(chan struct{}),
 	}
 	p.reaper.Add(1)
 	go p.reapIdle(ctx)
@@ -146,6 +152,19 @@ func (p *Proxy) spec(name string) (upstream.Spec, bool) {
 	defer p.mu.Unlock()
 	s, ok := p.launched[name]
 	return s, ok
+}
+
+// toolHeadersOf returns the Mcp-Param-* bindings shared by the sessions
+// of an upstream.
+func (p *Proxy) toolHeadersOf(name string) *upstream.ToolHeaders {
+	p.thMu.Lock()
+	defer p.thMu.Unlock()
+	th := p.toolHeaders[name]
+	if th == nil {
+		th = upstream.NewToolHeaders()
+		p.toolHeaders[name] = th
+	}
+	return th
 }
 
 // openSession dials a new session's upstream and registers it.

@@ -125,6 +125,7 @@ func (s *Session) dial(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("unknown upstream %q", s.upstream)
 	}
+	spec.ToolHeaders = s.p.toolHeadersOf(s.upstream)
 	// Dial adds upstream=name itself.
 	conn, err := upstream.Dial(ctx, spec, s, s.p.log.With("door", s.door, "session", shortID(s.id)))
 	if err != nil {

@@ -43,6 +43,10 @@ type Spec struct {
 	// MaxFrameBytes bounds one frame (or SSE event) from the server; larger
 	// ones are dropped with a log line. 0 means 16 MiB.
 	MaxFrameBytes int
+	// ToolHeaders, shared by the connections to one streamable HTTP
+	// upstream, learns which arguments its tools mirror into Mcp-Param-*
+	// headers; nil gives each connection its own.
+	ToolHeaders *ToolHeaders
 }
 
 // Dial connects to an upstream. For stdio it starts the process; ctx only

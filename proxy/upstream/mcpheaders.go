@@ -48,13 +48,15 @@ func stringMember(obj json.RawMessage, name string) string {
 }
 
 // setMCPHeaders sets MCP-Protocol-Version and, from 2026-07-28 on, the
-// standard headers mirrored from the body. The body is the source of truth:
-// a server rejects a request whose headers disagree with it, so values taken
-// from the frame replace whatever the agent's headers said.
+// standard headers mirrored from the body, and reports whether the request
+// is of that era (its Mcp-Param-* headers are then the caller's to set:
+// see ToolHeaders). The body is the source of truth: a server rejects a
+// request whose headers disagree with it, so values taken from the frame
+// replace whatever the agent's headers said.
 //
 // negotiated is the version from the session's initialize result ("" for
 // none).
-func setMCPHeaders(h http.Header, msg *jsonrpc.Message, negotiated string) {
+func setMCPHeaders(h http.Header, msg *jsonrpc.Message, negotiated string) (mirrored bool) {
 	version := metaProtocolVersionOf(msg)
 	if version == "" {
 		version = h.Get(headerProtocolVersion)
@@ -66,7 +68,7 @@ func setMCPHeaders(h http.Header, msg *jsonrpc.Message, negotiated string) {
 		h.Set(headerProtocolVersion, version)
 	}
 	if version < versionStandardHeaders || msg.Method == "" {
-		return
+		return false
 	}
 	h.Set(headerMethod, msg.Method)
 	var name string
@@ -81,6 +83,7 @@ func setMCPHeaders(h http.Header, msg *jsonrpc.Message, negotiated string) {
 	} else {
 		h.Del(headerName)
 	}
+	return true
 }
 
 // encodeHeaderValue applies the 2026-07-28 value encoding: a value that is

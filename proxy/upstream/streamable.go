@@ -53,6 +53,7 @@ type streamableConn struct {
 	h      Handler
 	log    *slog.Logger
 	limit  int
+	tools  *ToolHeaders
 
 	// ctx lives as long as the conn; every request and stream context is
 	// cancelled with it.
@@ -71,6 +72,9 @@ type streamableConn struct {
 	initialized  bool   // an initialize succeeded
 	initNotified bool   // notifications/initialized was accepted
 	listening    bool   // the GET stream goroutine was started
+	// listing holds the IDKeys of tools/list requests whose answers are
+	// still to come, to learn their tools' header bindings.
+	listing map[string]bool
 
 	closeOnce sync.Once
 	done      chan struct{} // closed after ConnClosed returned
@@ -88,9 +92,13 @@ func dialStreamable(spec Spec, u *url.URL, h Handler, log *slog.Logger) *streama
 		h:      h,
 		log:    log,
 		limit:  spec.MaxFrameBytes,
+		tools:  spec.ToolHeaders,
 		ctx:    ctx,
 		cancel: cancel,
 		done:   make(chan struct{}),
+	}
+	if c.tools == nil {
+		c.tools = NewToolHeaders()
 	}
 	go c.supervise()
 	return c
@@ -157,6 +165,20 @@ func (c *streamableConn) Send(ctx context.Context, msg *jsonrpc.Message, opts Se
 		c.initID = msg.IDKey()
 		c.mu.Unlock()
 	}
+	if msg.IsRequest() && msg.Method == "tools/list" {
+		key := msg.IDKey()
+		c.mu.Lock()
+		if c.listing == nil {
+			c.listing = map[string]bool{}
+		}
+		c.listing[key] = true
+		c.mu.Unlock()
+		defer func() {
+			if !handedOff { // never sent: no answer to learn from
+				c.forgetListing(key)
+			}
+		}()
+	}
 
 	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, c.url.String(), bytes.NewReader(msg.Raw))
 	if err != nil {
@@ -172,7 +194,9 @@ func (c *streamableConn) Send(ctx context.Context, msg *jsonrpc.Message, opts Se
 	if sentSession != "" {
 		req.Header.Set(headerSessionID, sentSession)
 	}
-	setMCPHeaders(req.Header, msg, version)
+	if setMCPHeaders(req.Header, msg, version) && msg.Method == "tools/call" {
+		c.tools.apply(req.Header, msg.Params)
+	}
 
 	if !msg.IsRequest() {
 		defer release()
@@ -209,6 +233,9 @@ func (c *streamableConn) Send(ctx context.Context, msg *jsonrpc.Message, opts Se
 	go func() {
 		defer c.wg.Done()
 		defer release()
+		if msg.Method == "tools/list" {
+			defer c.forgetListing(msg.IDKey())
+		}
 		resp, err := c.client.Do(req)
 		if err != nil {
 			err = c.requestError(reqCtx, http.MethodPost, err)
@@ -506,10 +533,23 @@ func (c *streamableConn) deliver(m *jsonrpc.Message, related []byte) {
 				c.version = stringMember(m.Result, "protocolVersion")
 			}
 		}
+		key := jsonrpc.IDKey(m.ID)
+		listed := c.listing[key] && key == jsonrpc.IDKey(related) && m.Kind == jsonrpc.KindResponse
 		c.mu.Unlock()
+		if listed {
+			c.tools.Learn(m.Result)
+		}
 		c.maybeListen()
 	}
 	c.h.HandleUpstream(m, related)
+}
+
+// forgetListing drops a tools/list request from listing once its stream
+// is over, answered or not.
+func (c *streamableConn) forgetListing(key string) {
+	c.mu.Lock()
+	delete(c.listing, key)
+	c.mu.Unlock()
 }
 
 // maybeListen opens the GET stream once the session is initialized (both

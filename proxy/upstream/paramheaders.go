@@ -1,0 +1,199 @@
+package upstream
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/agenthelm/agenthelm/proxy/jsonrpc"
+)
+
+// headerParamPrefix starts the headers a 2026-07-28 tools/call mirrors
+// from its arguments (SEP-2243: "custom headers from tool parameters").
+const headerParamPrefix = "Mcp-Param-"
+
+// maxToolHeaders bounds the tools one ToolHeaders remembers; past it the
+// memory is dropped and learned again from the next tools/list.
+const maxToolHeaders = 4096
+
+// ToolHeaders remembers, for the tools of one upstream, which arguments a
+// 2026-07-28 tools/call mirrors into Mcp-Param-* headers: the input schema
+// properties annotated with x-mcp-header. It learns them from the
+// tools/list answers that pass through any connection to the upstream (the
+// agents' and agenthelm's own), so one is shared by all of them.
+//
+// With it, the headers of a forwarded call are computed from the call's
+// arguments, which the policy judged and the journal recorded, rather than
+// relayed from the agent: a stdio agent (behind wrap) has no headers to
+// relay, and an agent's headers that disagree with its arguments would
+// make a conforming server refuse the call, or mislead an intermediary
+// that routes on them. Safe for concurrent use.
+type ToolHeaders struct {
+	mu    sync.RWMutex
+	tools map[string][]paramBinding // tool name -> bindings (nil: none, or invalid)
+}
+
+// paramBinding ties an argument (by its path of property names) to the
+// header that carries it.
+type paramBinding struct {
+	path   []string
+	header string // "Mcp-Param-" + the annotation, canonicalized
+}
+
+// NewToolHeaders returns an empty ToolHeaders.
+func NewToolHeaders() *ToolHeaders {
+	return &ToolHeaders{tools: map[string][]paramBinding{}}
+}
+
+// Learn records the bindings of every tool in a tools/list result (one
+// page). A tool whose annotations break the specification's rules gets
+// none: a conforming server does not enforce such annotations either.
+func (t *ToolHeaders) Learn(result json.RawMessage) {
+	var page struct {
+		Tools []struct {
+			Name        string          `json:"name"`
+			InputSchema json.RawMessage `json:"inputSchema"`
+		} `json:"tools"`
+	}
+	if json.Unmarshal(result, &page) != nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, tool := range page.Tools {
+		if tool.Name == "" {
+			continue
+		}
+		if len(t.tools) >= maxToolHeaders {
+			t.tools = map[string][]paramBinding{}
+		}
+		b, err := paramBindings(tool.InputSchema)
+		if err != nil {
+			b = nil
+		}
+		t.tools[tool.Name] = b
+	}
+}
+
+// apply sets the Mcp-Param-* headers of a tools/call from its params when
+// the tool is known, replacing any the agent sent; it leaves h alone for a
+// tool no tools/list has shown yet (the agent's headers, if any, are then
+// the best there is).
+func (t *ToolHeaders) apply(h http.Header, params json.RawMessage) {
+	name := stringMember(params, "name")
+	t.mu.RLock()
+	bindings, known := t.tools[name]
+	t.mu.RUnlock()
+	if !known {
+		return
+	}
+	for k := range h {
+		if len(k) >= len(headerParamPrefix) && strings.EqualFold(k[:len(headerParamPrefix)], headerParamPrefix) {
+			delete(h, k)
+		}
+	}
+	args := jsonrpc.Member(params, "arguments")
+	for _, b := range bindings {
+		if v, ok := headerValue(args, b.path); ok {
+			h.Set(b.header, v)
+		}
+	}
+}
+
+// paramBindings reads the x-mcp-header annotations of an input schema:
+// properties reached through "properties" alone, of type string, integer or
+// boolean, named by an HTTP token, each name used once (case-insensitively).
+func paramBindings(schema json.RawMessage) ([]paramBinding, error) {
+	var out []paramBinding
+	seen := map[string]bool{}
+	var walk func(props map[string]json.RawMessage, prefix []string) error
+	walk = func(props map[string]json.RawMessage, prefix []string) error {
+		for name, raw := range props {
+			var p struct {
+				Type       json.RawMessage            `json:"type"`
+				Header     json.RawMessage            `json:"x-mcp-header"`
+				Properties map[string]json.RawMessage `json:"properties"`
+			}
+			if json.Unmarshal(raw, &p) != nil {
+				continue
+			}
+			path := append(append([]string(nil), prefix...), name)
+			if p.Header != nil {
+				var header, typ string
+				if json.Unmarshal(p.Header, &header) != nil || !isToken(header) {
+					return fmt.Errorf("property %s: x-mcp-header %s is not an HTTP token", strings.Join(path, "."), p.Header)
+				}
+				if json.Unmarshal(p.Type, &typ) != nil || (typ != "string" && typ != "integer" && typ != "boolean") {
+					return fmt.Errorf("property %s: x-mcp-header on a property of type %s, not string, integer or boolean", strings.Join(path, "."), p.Type)
+				}
+				if seen[strings.ToLower(header)] {
+					return fmt.Errorf("property %s: x-mcp-header %q is used twice", strings.Join(path, "."), header)
+				}
+				seen[strings.ToLower(header)] = true
+				out = append(out, paramBinding{path: path, header: http.CanonicalHeaderKey(headerParamPrefix + header)})
+			}
+			if err := walk(p.Properties, path); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var root struct {
+		Properties map[string]json.RawMessage `json:"properties"`
+	}
+	if len(schema) == 0 || json.Unmarshal(schema, &root) != nil {
+		return nil, nil
+	}
+	return out, walk(root.Properties, nil)
+}
+
+// headerValue is the header form of the argument at path: a string
+// (encoded when it cannot travel as it is), true or false, or an integer
+// that a double holds exactly. Absent, null and other values have none.
+func headerValue(args json.RawMessage, path []string) (string, bool) {
+	v := args
+	for _, name := range path {
+		if v = jsonrpc.Member(v, name); v == nil {
+			return "", false
+		}
+	}
+	switch {
+	case len(v) == 0:
+		return "", false
+	case v[0] == '"':
+		var s string
+		if json.Unmarshal(v, &s) != nil {
+			return "", false
+		}
+		return encodeHeaderValue(s), true
+	case string(v) == "true", string(v) == "false":
+		return string(v), true
+	}
+	f, err := strconv.ParseFloat(string(v), 64)
+	const maxSafe = 1<<53 - 1
+	if err != nil || f != math.Trunc(f) || math.Abs(f) > maxSafe {
+		return "", false
+	}
+	return strconv.FormatInt(int64(f), 10), true
+}
+
+// isToken reports whether s is an HTTP field name (RFC 9110 token).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
