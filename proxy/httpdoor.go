@@ -128,6 +128,17 @@ func (p *Proxy) serveStreamable(w http.ResponseWriter, r *http.Request) {
 			"unsupported MCP-Protocol-Version %q: agenthelm relays %s", v, strings.Join(versionList, ", ")))
 		return
 	}
+	if msg.Kind == jsonrpc.KindRequest && isModern(r.Header, msg.Params) {
+		if err := upstream.Mismatch(r.Header, msg, p.learnedToolHeaders(name)); err != nil {
+			header := ""
+			if me := (*upstream.MismatchError)(nil); errors.As(err, &me) {
+				header = me.Header
+			}
+			p.log.Warn("request refused: a header disagrees with the body", "upstream", name, "method", msg.Method, "header", header)
+			writeHTTPError(w, http.StatusBadRequest, msg.ID, jsonrpc.Errorf(CodeHeaderMismatch, "%v", err))
+			return
+		}
+	}
 	var s *Session
 	newSession := false
 	switch {

@@ -47,3 +47,44 @@ func TestParamHeadersLearnedAcrossSessions(t *testing.T) {
 		t.Errorf("call after agenthelm's tools/list = %s, want the tool's result", got)
 	}
 }
+
+// TestHeadersDisagreeingWithBodyRefused: the HTTP front door refuses a
+// 2026-07-28 request whose Mcp-Method, Mcp-Name or (for a tool it has
+// listed) Mcp-Param-* header says something other than its body, with 400
+// and -32020, and forwards nothing; headers left out are not refused.
+func TestHeadersDisagreeingWithBodyRefused(t *testing.T) {
+	up, ids := statelessEcho(t)
+	rec := &recorder{}
+	p, ts := startHTTP(t, Options{Upstreams: map[string]upstream.Spec{"echo": {Name: "echo", URL: up.URL, Transport: "streamable-http"}}, Interceptor: rec})
+	th := p.toolHeadersOf("echo")
+	th.Learn(json.RawMessage(`{"tools":[{"name":"echo","inputSchema":{"type":"object","properties":{"message":{"type":"string","x-mcp-header":"Message"}}}}]}`))
+	const meta = `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"}}`
+	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"},` + meta + `}}`
+	for _, c := range []struct {
+		hdr     map[string]string
+		refused string // the header named in the error; "" when forwarded
+	}{
+		{map[string]string{"Mcp-Method": "tools/list"}, "Mcp-Method"},
+		{map[string]string{"Mcp-Name": "rm_rf"}, "Mcp-Name"},
+		{map[string]string{"Mcp-Name": "=?base64?ZWNobw==?="}, ""}, // "echo", encoded
+		{map[string]string{"Mcp-Param-Message": "bye"}, "Mcp-Param-Message"},
+		{map[string]string{"Mcp-Param-Message": "=?base64?aGk=?="}, ""}, // "hi", encoded
+		{map[string]string{}, ""},
+	} {
+		hdr := map[string]string{"Mcp-Protocol-Version": "2026-07-28"}
+		for k, v := range c.hdr {
+			hdr[k] = v
+		}
+		before := len(ids.all())
+		resp, b := post(t, ts.URL+"/mcp/echo", body, hdr)
+		m := lastFrame(t, b)
+		switch {
+		case c.refused != "" && (resp.StatusCode != http.StatusBadRequest || m.Error == nil || m.Error.Code != CodeHeaderMismatch || !strings.Contains(m.Error.Message, c.refused)):
+			t.Errorf("headers %v: %d %s, want 400 with -32020 about %s", c.hdr, resp.StatusCode, b, c.refused)
+		case c.refused != "" && len(ids.all()) != before:
+			t.Errorf("headers %v: refused, but the upstream got the request", c.hdr)
+		case c.refused == "" && (resp.StatusCode != http.StatusOK || m.Error != nil):
+			t.Errorf("headers %v: %d %s, want the call forwarded", c.hdr, resp.StatusCode, b)
+		}
+	}
+}

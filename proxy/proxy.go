@@ -167,6 +167,15 @@ func (p *Proxy) toolHeadersOf(name string) *upstream.ToolHeaders {
 	return th
 }
 
+// learnedToolHeaders returns the Mcp-Param-* bindings of an upstream that
+// has had a session, or nil (it creates nothing: the name may be an
+// agent's).
+func (p *Proxy) learnedToolHeaders(name string) *upstream.ToolHeaders {
+	p.thMu.Lock()
+	defer p.thMu.Unlock()
+	return p.toolHeaders[name]
+}
+
 // openSession dials a new session's upstream and registers it.
 func (p *Proxy) openSession(ctx context.Context, upstreamName, door string) (*Session, error) {
 	if _, ok := p.opts.Upstreams[upstreamName]; !ok {

@@ -29,6 +29,9 @@ const (
 	CodeUpstreamTimeout = -32002
 	// CodeSessionClosed: the agent session ended while the request was open.
 	CodeSessionClosed = -32003
+	// CodeHeaderMismatch: a 2026-07-28 request's mirrored headers disagree
+	// with its body (the specification's code, with HTTP 400).
+	CodeHeaderMismatch = -32020
 )
 
 // maxBacklog bounds the frames an HTTP session keeps for a GET stream that

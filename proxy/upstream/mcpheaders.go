@@ -71,19 +71,24 @@ func setMCPHeaders(h http.Header, msg *jsonrpc.Message, negotiated string) (mirr
 		return false
 	}
 	h.Set(headerMethod, msg.Method)
-	var name string
-	switch msg.Method {
-	case "tools/call", "prompts/get":
-		name = stringMember(msg.Params, "name")
-	case "resources/read", "resources/subscribe", "resources/unsubscribe":
-		name = stringMember(msg.Params, "uri")
-	}
-	if name != "" {
+	if name := mirroredName(msg); name != "" {
 		h.Set(headerName, encodeHeaderValue(name))
 	} else {
 		h.Del(headerName)
 	}
 	return true
+}
+
+// mirroredName is the body's value that Mcp-Name carries: the tool or
+// prompt name, or the resource URI ("" for other methods).
+func mirroredName(msg *jsonrpc.Message) string {
+	switch msg.Method {
+	case "tools/call", "prompts/get":
+		return stringMember(msg.Params, "name")
+	case "resources/read", "resources/subscribe", "resources/unsubscribe":
+		return stringMember(msg.Params, "uri")
+	}
+	return ""
 }
 
 // encodeHeaderValue applies the 2026-07-28 value encoding: a value that is

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -196,4 +197,103 @@ func isToken(s string) bool {
 		}
 	}
 	return true
+}
+
+// Mismatch reports a 2026-07-28 request whose mirrored headers disagree
+// with its body, as a server must refuse it (SEP-2243): Mcp-Method,
+// Mcp-Name and, for a tool that tools (may be nil) has learned, its
+// Mcp-Param-* headers. A header that is absent is not a disagreement here: agenthelm
+// computes the headers it forwards from the body anyway (see ToolHeaders),
+// so it is lenient with agents that leave them out and strict with agents
+// whose headers say something other than the body an intermediary
+// before agenthelm may have acted on.
+//
+// The error is a *MismatchError; its text quotes the header and the body,
+// which are the agent's own data (do not log it: arguments may hold
+// secrets the journal would redact).
+func Mismatch(h http.Header, msg *jsonrpc.Message, tools *ToolHeaders) error {
+	if v := h.Values(headerMethod); len(v) > 0 && (len(v) > 1 || v[0] != msg.Method) {
+		return &MismatchError{Header: headerMethod, msg: fmt.Sprintf("%s %q, but the body's method is %q", headerMethod, strings.Join(v, ", "), msg.Method)}
+	}
+	name := mirroredName(msg)
+	if v := h.Values(headerName); len(v) > 0 {
+		got, err := decodeHeaderValue(strings.Join(v, ", "))
+		if err != nil || len(v) > 1 || got != name {
+			return &MismatchError{Header: headerName, msg: fmt.Sprintf("%s %q, but the body names %q", headerName, strings.Join(v, ", "), name)}
+		}
+	}
+	if msg.Method != "tools/call" || tools == nil {
+		return nil
+	}
+	tools.mu.RLock()
+	bindings, known := tools.tools[name]
+	tools.mu.RUnlock()
+	if !known {
+		return nil
+	}
+	args := jsonrpc.Member(msg.Params, "arguments")
+	for _, b := range bindings {
+		v := h.Values(b.header)
+		if len(v) == 0 {
+			continue
+		}
+		want, ok := headerValue(args, b.path)
+		got, err := decodeHeaderValue(strings.Join(v, ", "))
+		if err != nil || len(v) > 1 || !ok || !sameHeaderValue(got, want) {
+			return &MismatchError{Header: b.header, msg: fmt.Sprintf("%s %q, but the argument %s is %s", b.header, strings.Join(v, ", "),
+				strings.Join(b.path, "."), describeArgument(args, b.path))}
+		}
+	}
+	return nil
+}
+
+// MismatchError is Mismatch's error: which header disagreed, and how.
+type MismatchError struct {
+	Header string // the header's name
+	msg    string
+}
+
+func (e *MismatchError) Error() string { return "header mismatch: " + e.msg }
+
+// decodeHeaderValue undoes encodeHeaderValue: =?base64?...?= is decoded,
+// anything else is taken as it is.
+func decodeHeaderValue(v string) (string, error) {
+	inner, ok := strings.CutPrefix(v, "=?base64?")
+	if !ok {
+		return v, nil
+	}
+	inner, ok = strings.CutSuffix(inner, "?=")
+	if !ok {
+		return v, nil
+	}
+	b, err := base64.StdEncoding.DecodeString(inner)
+	if err != nil {
+		return "", fmt.Errorf("not valid base64: %w", err)
+	}
+	return string(b), nil
+}
+
+// sameHeaderValue compares a decoded header with the argument's header
+// form; integers compare by value (007 is 7).
+func sameHeaderValue(got, want string) bool {
+	if got == want {
+		return true
+	}
+	g, err1 := strconv.ParseInt(got, 10, 64)
+	w, err2 := strconv.ParseInt(want, 10, 64)
+	return err1 == nil && err2 == nil && g == w
+}
+
+// describeArgument shows the argument at path for an error message.
+func describeArgument(args json.RawMessage, path []string) string {
+	v := args
+	for _, name := range path {
+		if v = jsonrpc.Member(v, name); v == nil {
+			return "absent"
+		}
+	}
+	if len(v) > 64 {
+		return string(v[:64]) + "..."
+	}
+	return string(v)
 }
