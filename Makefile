@@ -24,8 +24,12 @@ test: npm
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
+# agenthelm runs on Linux and macOS; the tests run on Linux. Building for
+# macOS here keeps it building there (Windows is not supported: stdio
+# servers are managed as Unix process groups).
 vet:
 	$(GO) vet ./...
+	GOOS=darwin $(GO) build -o /dev/null ./...
 
 staticcheck:
 	$(GO) run $(STATICCHECK) ./...
