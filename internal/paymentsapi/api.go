@@ -13,7 +13,7 @@
 //	POST   /v1/refunds        {charge} -> 201 {id, charge, amount} | 404 unknown charge
 //	POST   /v1/fail           -> 500 {"error": "..."} (a call that fails)
 //	POST   /v1/slow           -> hangs until the client goes away or the API stops
-//	GET    /v1/big?bytes=N    -> 200 with N bytes
+//	GET    /v1/big[/...]?bytes=N -> 200 with N bytes
 //
 // A request with an Idempotency-Key already seen for the same method and
 // path gets the first answer again and changes nothing.
@@ -162,7 +162,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-a.stopped:
 		}
 		return
-	case r.Method == http.MethodGet && path == "/v1/big":
+	case r.Method == http.MethodGet && (path == "/v1/big" || strings.HasPrefix(path, "/v1/big/")):
 		n, _ := strconv.Atoi(r.URL.Query().Get("bytes"))
 		w.Header().Set("Content-Type", "application/octet-stream")
 		_, _ = w.Write([]byte(strings.Repeat("x", n)))

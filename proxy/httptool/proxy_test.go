@@ -1,11 +1,15 @@
 package httptool
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -300,16 +304,23 @@ func TestLimits(t *testing.T) {
 	opts.MaxBodyBytes = 1024
 	opts.CallTimeout = 300 * time.Millisecond
 	opts.Upstreams["down"] = Upstream{URL: down}
-	opts.Routes = append(opts.Routes, Route{Upstream: "down", Method: "POST", Path: "/v1/charges", Tool: "charge"})
+	opts.Routes = append(opts.Routes, Route{Upstream: "down", Method: "POST", Path: "/v1/charges", Tool: "charge"},
+		Route{Upstream: "payments", Method: "GET", Path: "/v1/big/routed", Tool: "big"})
 	_, base := startProxy(t, opts)
 
 	r := send(t, "POST", base+"/payments/v1/charges", `{"amount":1,"pad":"`+strings.Repeat("x", 2048)+`"}`)
 	if pr := problemOf(t, r); r.status != http.StatusRequestEntityTooLarge || pr.Code != codeBodyTooLarge || !strings.Contains(pr.Detail, "limits.max_body_bytes (1024 bytes)") {
 		t.Errorf("large request: %d %s", r.status, r.body)
 	}
-	r = send(t, "GET", base+"/payments/v1/big?bytes=4096", "")
+	// A routed call's answer is journaled, so it must fit the limit; an
+	// unrouted read is streamed to the agent and need not.
+	r = send(t, "GET", base+"/payments/v1/big/routed?bytes=4096", "")
 	if pr := problemOf(t, r); r.status != http.StatusBadGateway || pr.Code != codeResponseTooLarge {
-		t.Errorf("large response: %d %s", r.status, r.body)
+		t.Errorf("large response to a routed call: %d %s", r.status, r.body)
+	}
+	r = send(t, "GET", base+"/payments/v1/big?bytes=4096", "")
+	if r.status != http.StatusOK || len(r.body) != 4096 {
+		t.Errorf("large response to an unrouted read: %d with %d bytes, want 200 with 4096", r.status, len(r.body))
 	}
 	r = send(t, "POST", base+"/down/v1/charges", `{"amount":1}`)
 	if pr := problemOf(t, r); r.status != http.StatusBadGateway || pr.Code != codeUpstreamDown || pr.Upstream != "down" {
@@ -431,5 +442,67 @@ func TestGuard(t *testing.T) {
 	}
 	if h := api.Requests()[0].Header; h.Get("Authorization") != "" {
 		t.Errorf("the agent's token reached the API: %v", h)
+	}
+}
+
+// TestUnroutedStreams: an unrouted read's answer reaches the agent as the
+// upstream sends it (the first event of a stream arrives while the
+// upstream holds the rest back). A stream whose agent went away ends at
+// the latest with limits.call_timeout (the proxy notices the agent only
+// when it next has bytes to write), and the upstream request with it.
+func TestUnroutedStreams(t *testing.T) {
+	release := make(chan struct{})
+	upstreamGone := make(chan struct{}, 2)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: first\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+			fmt.Fprint(w, "data: second\n\n")
+		case <-r.Context().Done():
+			upstreamGone <- struct{}{}
+		case <-time.After(10 * time.Second):
+		}
+	}))
+	defer up.Close()
+	_, base := startProxy(t, Options{Upstreams: map[string]Upstream{"events": {URL: up.URL}}, CallTimeout: 20 * time.Second})
+	_, shortBase := startProxy(t, Options{Upstreams: map[string]Upstream{"events": {URL: up.URL}}, CallTimeout: time.Second})
+
+	firstLine := func(base string) (*http.Response, *bufio.Reader) {
+		t.Helper()
+		resp, err := http.Get(base + "/events/stream")
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(resp.Body)
+		got := make(chan string, 1)
+		go func() { line, _ := br.ReadString('\n'); got <- line }()
+		select {
+		case line := <-got:
+			if line != "data: first\n" || resp.Header.Get("Content-Type") != "text/event-stream" {
+				t.Fatalf("first line %q (%s), want the first event", line, resp.Header.Get("Content-Type"))
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the first event did not arrive while the upstream held the rest: the answer was buffered")
+		}
+		return resp, br
+	}
+
+	resp, br := firstLine(base)
+	close(release)
+	rest, err := io.ReadAll(br)
+	resp.Body.Close()
+	if err != nil || string(rest) != "\ndata: second\n\n" {
+		t.Errorf("rest of the stream %q, %v; want the second event", rest, err)
+	}
+
+	release = make(chan struct{}) // never closed: the agent leaves first
+	resp, _ = firstLine(shortBase)
+	resp.Body.Close()
+	select {
+	case <-upstreamGone:
+	case <-time.After(5 * time.Second):
+		t.Error("the upstream request went on past the call timeout after the agent left")
 	}
 }

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -160,31 +162,64 @@ func (p *Proxy) hostAllowed(hostport string) bool {
 
 // passThrough forwards an unrouted read unchanged (credentials and
 // hop-by-hop headers aside) and relays the answer. It is not a tool call:
-// not journaled, not seen by policy.
+// not journaled, not seen by policy. The answer's body is streamed to the
+// agent as it arrives rather than buffered: a download or an event stream
+// need not fit in memory or under limits.max_body_bytes, though it must
+// end within limits.call_timeout.
 func (p *Proxy) passThrough(rc *fasthttp.RequestCtx, rq *request) {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	p.prepare(req, rq, &rc.Request, nil)
 	req.SetBody(rc.Request.Body())
+	resp.StreamBody = !rc.IsHead()
 	owned, err := p.roundTrip(p.ctx, rq.up, req, resp)
 	if owned {
-		defer fasthttp.ReleaseRequest(req)
-		defer fasthttp.ReleaseResponse(resp)
+		fasthttp.ReleaseRequest(req)
 	}
 	if err != nil {
+		if owned {
+			fasthttp.ReleaseResponse(resp)
+		}
 		p.log.Debug("unrouted request failed", "upstream", rq.up.name, "method", rq.method, "err", err)
 		p.problem(rc, forwardProblem(err, rq.up.name, ""))
 		return
 	}
-	p.relay(rc, resp)
+	body := resp.BodyStream()
+	if body == nil {
+		p.relay(rc, resp)
+		fasthttp.ReleaseResponse(resp)
+		return
+	}
+	p.relayHeader(rc, resp)
+	size := resp.Header.ContentLength()
+	if size < 0 {
+		size = -1 // chunked, or until the upstream closes: sent chunked
+	}
+	// fasthttp closes the stream once it is written (or the agent has
+	// gone); closing returns the upstream connection and the response.
+	rc.Response.SetBodyStream(&streamedBody{Reader: body, resp: resp}, size)
+}
+
+// streamedBody is an upstream response's body on its way to the agent.
+type streamedBody struct {
+	io.Reader
+	resp *fasthttp.Response
+	once sync.Once
+}
+
+func (b *streamedBody) Close() error {
+	var err error
+	b.once.Do(func() {
+		err = b.resp.CloseBodyStream()
+		fasthttp.ReleaseResponse(b.resp)
+	})
+	return err
 }
 
 // relay copies the upstream's response to the agent: status, headers
 // (hop-by-hop ones aside) and the body byte for byte.
 func (p *Proxy) relay(rc *fasthttp.RequestCtx, resp *fasthttp.Response) {
-	p.closing(rc)
-	rc.Response.SetStatusCode(resp.StatusCode())
-	copyResponseHeaders(&rc.Response.Header, &resp.Header)
+	p.relayHeader(rc, resp)
 	if rc.IsHead() {
 		rc.Response.SkipBody = true
 		if n := resp.Header.ContentLength(); n >= 0 {
@@ -193,6 +228,14 @@ func (p *Proxy) relay(rc *fasthttp.RequestCtx, resp *fasthttp.Response) {
 		return
 	}
 	rc.Response.SetBody(resp.Body())
+}
+
+// relayHeader copies the upstream response's status and headers (hop-by-hop
+// ones aside) to the agent's response.
+func (p *Proxy) relayHeader(rc *fasthttp.RequestCtx, resp *fasthttp.Response) {
+	p.closing(rc)
+	rc.Response.SetStatusCode(resp.StatusCode())
+	copyResponseHeaders(&rc.Response.Header, &resp.Header)
 }
 
 // closing asks the agent to close its connection once the proxy is
