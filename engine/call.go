@@ -186,6 +186,11 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 		e.log.Error("outcome not journaled", "saga", sagaID, "step", n, "err", err)
 		return toolcall.Result{}, fmt.Errorf("%w's outcome (the call may have run): %w", toolcall.ErrNotJournaled, err)
 	}
+	if status == saga.InputRequired && g.approved != nil {
+		now := e.opts.Now()
+		l.carryApproval(res.Result, carriedApproval{req: *g.approved, by: g.by, upstream: call.Upstream, tool: call.Tool,
+			digest: intent.ArgsDigest, expires: now.Add(e.opts.ApprovalTimeout)}, now)
+	}
 
 	if !unwind || !aborting {
 		return res, ferr

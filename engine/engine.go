@@ -201,6 +201,10 @@ type live struct {
 	// policy is what the policy input needs from each step, kept as the
 	// saga grows (see policyView).
 	policy policyView
+	// carried are approvals waiting for the client's retry of an approved
+	// call that the upstream answered input_required, by the digest of
+	// the upstream's requestState (see carryApproval).
+	carried map[string]carriedApproval
 }
 
 var _ toolcall.Interceptor = (*Engine)(nil)

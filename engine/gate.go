@@ -34,6 +34,10 @@ type gateResult struct {
 	// pending approval that retry comes back for.
 	input *toolcall.Result
 	held  *approvals.Request
+	// approved is the approval that let the call through, if a person
+	// (or a carried approval) did.
+	approved *approvals.Request
+	by       string // who approved it
 }
 
 // Note bodies (saga.EvNote). Their "type" names them in the journal.
@@ -107,6 +111,16 @@ func (e *Engine) gate(ctx context.Context, l *live, call *toolcall.Call, rule Ru
 		// the approval it was given, not for a new one.
 		return e.resumeHeld(ctx, l, call, in, res, resume, digest)
 	}
+	if c, ok := l.takeCarried(call, digest, e.opts.Now()); ok {
+		// The client's retry of an approved call that the upstream itself
+		// answered input_required: the same call, continued.
+		dec := approvals.Decision{Approved: true, By: c.by, At: e.opts.Now(), ArgsDigest: digest,
+			Reason: fmt.Sprintf("approval of step %d carried over: the upstream asked for input (input_required) and this is the client's retry", c.req.Step)}
+		res.notes = append(res.notes, note(n, approvalNote{Type: "approval_decided", ID: c.req.ID, Decision: &dec}))
+		res.approved, res.by = &c.req, c.by
+		e.log.Info("call approved: carried over from the step the upstream answered input_required", "saga", l.id(), "step", n, "from_step", c.req.Step, "approval", c.req.ID)
+		return res
+	}
 	wait := d.ApprovalTimeout
 	if wait <= 0 {
 		wait = e.opts.ApprovalTimeout
@@ -172,6 +186,7 @@ func (e *Engine) settle(res gateResult, req approvals.Request, dec approvals.Dec
 	switch {
 	case dec.Approved && dec.ArgsDigest == digest:
 		e.log.Info("call approved", "saga", req.Saga, "step", req.Step, "approval", req.ID, "by", dec.By)
+		res.approved, res.by = &req, dec.By
 	case dec.Expired:
 		res.refuse, res.rejected = fmt.Sprintf("agenthelm denied this call: its approval (%s) expired after %s without a decision", req.ID, req.Expires.Sub(req.Created).Round(time.Second)), true
 		res.reasons = []string{"approval expired"}

@@ -227,3 +227,61 @@ func TestUpstreamInputRequired(t *testing.T) {
 		t.Errorf("steps = %s, want %s", strings.Join(got, ", "), want)
 	}
 }
+
+// TestUpstreamInputRequiredKeepsApproval: a held call that a person
+// approved, and that the upstream then answers input_required (its own
+// question), is not held a second time when the client retries with the
+// upstream's requestState: the approval carries over, journaled as such,
+// while the policy still decides the retry. A state presented with other
+// arguments carries nothing.
+func TestUpstreamInputRequiredKeepsApproval(t *testing.T) {
+	held := slowExpiry + `
+decision := {"allow": false, "require_approval": true, "reasons": ["confirmations need a person"], "approval_timeout": "60s"} if input.tool.name == "confirm"
+`
+	s, broker := startGatedWith(t, "enforce", held)
+	var approvalsAsked, upstreamAsked atomic.Int32
+	cs := client2026(t, s, "agent", func(req *mcp.ElicitRequest) *mcp.ElicitResult {
+		if strings.HasPrefix(req.Params.Message, "create ") { // the upstream's own question
+			upstreamAsked.Add(1)
+			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"ok": true}}
+		}
+		approvalsAsked.Add(1)
+		return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"approve": true}}
+	})
+	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "confirm", Arguments: map[string]any{"name": "c"}})
+	if err != nil || res.IsError {
+		t.Fatalf("confirm answered %+v, %v", res, err)
+	}
+	if approvalsAsked.Load() != 1 || upstreamAsked.Load() != 1 {
+		t.Errorf("the client was asked for approval %d times and by the upstream %d times, want once each", approvalsAsked.Load(), upstreamAsked.Load())
+	}
+	if ops, _ := s.led.snapshot(); strings.Join(ops, ", ") != "confirm c" {
+		t.Errorf("upstream ran %v, want confirm c once", ops)
+	}
+	n := notes(t, s)
+	if d := n["approval_decided"]; len(d) != 2 || !strings.Contains(string(d[1]), "carried over") || !strings.Contains(string(d[1]), `"by":"client:agent"`) {
+		t.Errorf("approval notes = %s, want the client's decision, then the same approval carried over", d)
+	}
+	// Three calls reached agenthelm: the first (answered input_required
+	// for the approval), its retry with agenthelm's state, and the retry
+	// with the upstream's; the policy decided each.
+	if got := len(n["decision"]); got != 3 {
+		t.Errorf("%d policy decisions journaled, want one per call (3)", got)
+	}
+
+	// The upstream's state with other arguments: held anew.
+	raw := mcp.InputResponseMap{"sure": &mcp.ElicitResult{Action: "accept", Content: map[string]any{"ok": true}}}
+	go func() {
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if p := broker.Pending(); len(p) == 1 {
+				_, _ = broker.Decide(p[0].ID, false, "alice", "not that one")
+				return
+			}
+		}
+	}()
+	cs2 := client2026(t, s, "agent", func(*mcp.ElicitRequest) *mcp.ElicitResult { return &mcp.ElicitResult{Action: "cancel"} })
+	res, err = cs2.CallTool(context.Background(), &mcp.CallToolParams{Name: "confirm", Arguments: map[string]any{"name": "d"}, InputResponses: raw, RequestState: "upstream-state"})
+	if err != nil || !res.IsError {
+		t.Errorf("a retry with another call's arguments answered %+v, %v; want it held and rejected", res, err)
+	}
+}
