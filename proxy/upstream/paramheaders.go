@@ -152,10 +152,20 @@ func paramBindings(schema json.RawMessage) ([]paramBinding, error) {
 	return out, walk(root.Properties, nil)
 }
 
-// headerValue is the header form of the argument at path: a string
-// (encoded when it cannot travel as it is), true or false, or an integer
-// that a double holds exactly. Absent, null and other values have none.
+// headerValue is the header form of the argument at path (see
+// argumentText), encoded when it cannot travel as it is.
 func headerValue(args json.RawMessage, path []string) (string, bool) {
+	s, ok := argumentText(args, path)
+	if !ok {
+		return "", false
+	}
+	return encodeHeaderValue(s), true
+}
+
+// argumentText is the text a header carries for the argument at path: a
+// string as it is, true or false, or an integer that a double holds
+// exactly, in decimal. Absent, null and other values have none.
+func argumentText(args json.RawMessage, path []string) (string, bool) {
 	v := args
 	for _, name := range path {
 		if v = jsonrpc.Member(v, name); v == nil {
@@ -170,7 +180,7 @@ func headerValue(args json.RawMessage, path []string) (string, bool) {
 		if json.Unmarshal(v, &s) != nil {
 			return "", false
 		}
-		return encodeHeaderValue(s), true
+		return s, true
 	case string(v) == "true", string(v) == "false":
 		return string(v), true
 	}
@@ -237,7 +247,7 @@ func Mismatch(h http.Header, msg *jsonrpc.Message, tools *ToolHeaders) error {
 		if len(v) == 0 {
 			continue
 		}
-		want, ok := headerValue(args, b.path)
+		want, ok := argumentText(args, b.path)
 		got, err := decodeHeaderValue(strings.Join(v, ", "))
 		if err != nil || len(v) > 1 || !ok || !sameHeaderValue(got, want) {
 			return &MismatchError{Header: b.header, msg: fmt.Sprintf("%s %q, but the argument %s is %s", b.header, strings.Join(v, ", "),

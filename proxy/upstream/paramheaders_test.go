@@ -160,3 +160,31 @@ func TestParamBindings(t *testing.T) {
 		t.Errorf("headers of a call to an unknown tool = %v, want the agent's", h)
 	}
 }
+
+// FuzzParamHeaders: whatever the schema and arguments, the headers apply
+// computes for a call never disagree with that call for Mismatch (the
+// front door's check), and neither panics.
+func FuzzParamHeaders(f *testing.F) {
+	f.Add(`{"type":"object","properties":{"region":{"type":"string","x-mcp-header":"Region"},"n":{"type":"integer","x-mcp-header":"N"}}}`,
+		`{"region":"Zürich ","n":2.0}`)
+	f.Add(`{"properties":{"o":{"type":"object","properties":{"b":{"type":"boolean","x-mcp-header":"B"}}}}}`, `{"o":{"b":false}}`)
+	f.Add(`{"properties":{"s":{"type":"string","x-mcp-header":"S"}}}`, `{"s":"=?base64?eA==?="}`)
+	f.Add(`{"properties":{"s":{"type":"string","x-mcp-header":"S"}}}`, `{"s":null}`)
+	f.Fuzz(func(t *testing.T, schema, args string) {
+		tool, err := json.Marshal(map[string]any{"tools": []map[string]any{{"name": "t", "inputSchema": json.RawMessage(schema)}}})
+		if err != nil || !json.Valid([]byte(schema)) || !json.Valid([]byte(args)) {
+			return
+		}
+		th := NewToolHeaders()
+		th.Learn(tool)
+		params := json.RawMessage(`{"name":"t","arguments":` + args + `}`)
+		h := http.Header{}
+		th.apply(h, params)
+		msg := frame(t, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":`+string(params)+`}`)
+		h.Set("Mcp-Method", "tools/call")
+		h.Set("Mcp-Name", "t")
+		if err := Mismatch(h, msg, th); err != nil {
+			t.Errorf("computed headers %v disagree with the call %s: %v", h, params, err)
+		}
+	})
+}
