@@ -13,10 +13,11 @@ const hangupPoll = time.Second
 
 // watchHangup calls hungUp (once) if the agent closes conn, checking every
 // hangupPoll while waiting reports true and until stop is called. Where
-// the connection's socket cannot be peeked at (see peerClosed), it does
+// the connection's socket cannot be reached (see socketOf), it does
 // nothing.
 func watchHangup(conn net.Conn, waiting func() bool, hungUp func()) (stop func()) {
-	if _, ok := peerClosed(conn); !ok {
+	raw, ok := socketOf(conn)
+	if !ok {
 		return func() {}
 	}
 	var mu sync.Mutex
@@ -28,7 +29,7 @@ func watchHangup(conn net.Conn, waiting func() bool, hungUp func()) (stop func()
 		if stopped || !waiting() {
 			return
 		}
-		if closed, _ := peerClosed(conn); closed {
+		if peerClosed(raw) {
 			stopped = true
 			go hungUp()
 			return

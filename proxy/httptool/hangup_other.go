@@ -2,8 +2,13 @@
 
 package httptool
 
-import "net"
+import (
+	"net"
+	"syscall"
+)
 
-// peerClosed cannot peek at a socket on this platform: a held call waits
-// for its decision even if its agent went away.
-func peerClosed(net.Conn) (closed, ok bool) { return false, false }
+// socketOf cannot peek at a socket on this platform: a held call waits for
+// its decision even if its agent went away.
+func socketOf(net.Conn) (syscall.RawConn, bool) { return nil, false }
+
+func peerClosed(syscall.RawConn) bool { return false }

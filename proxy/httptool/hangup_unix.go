@@ -9,23 +9,25 @@ import (
 	"syscall"
 )
 
-// peerClosed reports whether the agent's side of conn is closed, with a
-// read that neither consumes nor waits (MSG_PEEK, MSG_DONTWAIT): end of
-// file or a reset means closed. Bytes waiting to be read (a pipelined
-// request, a TLS alert) read as open. ok is false where the socket cannot
-// be reached.
-func peerClosed(conn net.Conn) (closed, ok bool) {
+// socketOf returns the socket under an agent's connection, if it can be
+// reached.
+func socketOf(conn net.Conn) (syscall.RawConn, bool) {
 	if tc, isTLS := conn.(*tls.Conn); isTLS {
 		conn = tc.NetConn()
 	}
 	sc, isSys := conn.(syscall.Conn)
 	if !isSys {
-		return false, false
+		return nil, false
 	}
 	raw, err := sc.SyscallConn()
-	if err != nil {
-		return false, false
-	}
+	return raw, err == nil
+}
+
+// peerClosed reports whether the agent's side of a socket is closed, with
+// a read that neither consumes nor waits (MSG_PEEK, MSG_DONTWAIT): end of
+// file or a reset means closed. Bytes waiting to be read (a pipelined
+// request, a TLS alert) read as open.
+func peerClosed(raw syscall.RawConn) bool {
 	var buf [1]byte
 	var n int
 	var rerr error
@@ -33,14 +35,14 @@ func peerClosed(conn net.Conn) (closed, ok bool) {
 		n, _, rerr = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		return true
 	}); err != nil {
-		return true, true // closed on this side
+		return true // closed on this side
 	}
 	switch {
 	case rerr == nil:
-		return n == 0, true
+		return n == 0
 	case errors.Is(rerr, syscall.EAGAIN), errors.Is(rerr, syscall.EWOULDBLOCK), errors.Is(rerr, syscall.EINTR):
-		return false, true
+		return false
 	default:
-		return true, true // ECONNRESET and the like
+		return true // ECONNRESET and the like
 	}
 }
