@@ -193,6 +193,13 @@ func (s *Session) Call(ctx context.Context, method string, params json.RawMessag
 		s.mu.Unlock()
 		return toolcall.Result{}, errSessionFinished
 	}
+	if s.stateless {
+		var err error
+		if params, err = statelessMeta(params); err != nil {
+			s.mu.Unlock()
+			return toolcall.Result{}, fmt.Errorf("%w: params of %s: %w", toolcall.ErrNotSent, method, err)
+		}
+	}
 	s.nextID++
 	var id json.RawMessage
 	if s.shared {

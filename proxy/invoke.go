@@ -60,16 +60,28 @@ func (p *Proxy) operatorSession(ctx context.Context, upstreamName string) (*Sess
 		"clientInfo":      map[string]any{"name": "agenthelm", "version": buildinfo.Get().Version},
 	})
 	res, err := s.Call(ctx, "initialize", params)
-	if err == nil && res.Error != nil {
+	switch {
+	case err == nil && res.Error != nil && !s.isLegacySSE():
+		// A server of the 2026-07-28 revision may have dropped the
+		// handshake (and a session with it): talk to it as its own
+		// clients do, one self-describing request at a time.
+		s.log.Info("upstream refused initialize: agenthelm's own requests go to it statelessly (2026-07-28)",
+			"upstream", upstreamName, "err", res.Error.Message)
+		s.mu.Lock()
+		s.stateless = true
+		s.mu.Unlock()
+	case err == nil && res.Error != nil:
 		err = res.Error
 	}
 	if err != nil {
 		_ = s.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("initialize operator session with upstream %q: %w", upstreamName, err)
 	}
-	if err := s.conn.Send(ctx, jsonrpc.NewNotification("notifications/initialized", nil), s.sendOptions(nil, nil)); err != nil {
-		_ = s.Close(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("initialize operator session with upstream %q: %w", upstreamName, err)
+	if !s.stateless {
+		if err := s.conn.Send(ctx, jsonrpc.NewNotification("notifications/initialized", nil), s.sendOptions(nil, nil)); err != nil {
+			_ = s.Close(context.WithoutCancel(ctx))
+			return nil, fmt.Errorf("initialize operator session with upstream %q: %w", upstreamName, err)
+		}
 	}
 	s.onClose = p.forget
 	p.mu.Lock()
@@ -100,4 +112,39 @@ func (p *Proxy) InvokeSpec(ctx context.Context, spec upstream.Spec, envNames []s
 		p.log.Warn("upstream not in the configuration: reaching it as the journal recorded", "upstream", spec.Name, "transport", spec.Transport)
 	}
 	return p.Invoke(ctx, spec.Name, "", method, params)
+}
+
+// isLegacySSE reports whether the session's upstream is reached over the
+// legacy HTTP+SSE transport, which predates stateless requests.
+func (s *Session) isLegacySSE() bool {
+	spec, ok := s.p.spec(s.upstream)
+	return ok && spec.Transport == "sse"
+}
+
+// statelessMeta adds to params the _meta a 2026-07-28 request describes
+// its client with, keeping the _meta members params already has (an
+// idempotency key, a trace context).
+func statelessMeta(params json.RawMessage) (json.RawMessage, error) {
+	if len(params) == 0 || string(params) == "null" {
+		params = json.RawMessage(`{}`)
+	}
+	meta := jsonrpc.Member(params, "_meta")
+	if meta == nil {
+		meta = json.RawMessage(`{}`)
+	}
+	add := map[string]any{
+		"io.modelcontextprotocol/protocolVersion":    modernVersion,
+		"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "agenthelm", "version": buildinfo.Get().Version},
+		"io.modelcontextprotocol/clientCapabilities": map[string]any{},
+	}
+	for k, v := range add {
+		raw, err := jsonrpc.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		if meta, err = jsonrpc.SetMember(meta, k, raw); err != nil {
+			return nil, err
+		}
+	}
+	return jsonrpc.SetMember(params, "_meta", meta)
 }

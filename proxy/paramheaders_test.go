@@ -3,11 +3,14 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/agenthelm/agenthelm/proxy/jsonrpc"
 	"github.com/agenthelm/agenthelm/proxy/upstream"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -87,4 +90,63 @@ func TestHeadersDisagreeingWithBodyRefused(t *testing.T) {
 			t.Errorf("headers %v: %d %s, want the call forwarded", c.hdr, resp.StatusCode, b)
 		}
 	}
+}
+
+// TestOperatorSessionStateless: an upstream that speaks only 2026-07-28
+// (it refuses initialize) still gets agenthelm's own requests, such as
+// compensations: each carries the protocol version and client info in
+// _meta, keeps the _meta it had (the idempotency key), and the mirrored
+// headers the revision requires.
+func TestOperatorSessionStateless(t *testing.T) {
+	srv := mcp.NewServer(&mcp.Implementation{Name: "modern", Version: "1"}, nil)
+	srv.AddTool(&mcp.Tool{Name: "refund", InputSchema: map[string]any{
+		"type":       "object",
+		"properties": map[string]any{"region": map[string]any{"type": "string", "x-mcp-header": "Region"}},
+	}}, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "refunded"}}}, nil
+	})
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, &mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true})
+	var mu sync.Mutex
+	var metas []string
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), `"method":"initialize"`) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"jsonrpc":"2.0","id":"agenthelm-1","error":{"code":-32601,"message":"initialize is not supported: this server speaks 2026-07-28"}}`))
+			return
+		}
+		if strings.Contains(string(body), `"tools/call"`) {
+			mu.Lock()
+			defer mu.Unlock()
+			metas = append(metas, r.Header.Get("Mcp-Param-Region")+" "+string(jsonrpc.Member(jsonrpc.Member(mustParse(t, body).Params, "_meta"), "io.agenthelm/idempotency-key")))
+		}
+		r.Body = io.NopCloser(strings.NewReader(string(body)))
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(up.Close)
+	p, _ := startHTTP(t, Options{Upstreams: map[string]upstream.Spec{"modern": {Name: "modern", URL: up.URL, Transport: "streamable-http"}}})
+	ctx := context.Background()
+	if res, err := p.Invoke(ctx, "modern", "", "tools/list", nil); err != nil || res.Error != nil {
+		t.Fatalf("tools/list: %v %v", err, res.Error)
+	}
+	res, err := p.Invoke(ctx, "modern", "", "tools/call",
+		json.RawMessage(`{"name":"refund","arguments":{"region":"eu-west-1"},"_meta":{"io.agenthelm/idempotency-key":"s1/2/compensate"}}`))
+	if err != nil || res.Error != nil || !strings.Contains(string(res.Result), "refunded") {
+		t.Fatalf("compensation through the operator session: %s %v %v", res.Result, res.Error, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(metas) != 1 || metas[0] != `eu-west-1 "s1/2/compensate"` {
+		t.Errorf("the upstream saw %q, want the Region header and the idempotency key kept", metas)
+	}
+}
+
+func mustParse(t *testing.T, body []byte) *jsonrpc.Message {
+	t.Helper()
+	m, perr := jsonrpc.Parse(body)
+	if perr != nil {
+		t.Fatalf("parse %s: %v", body, perr)
+	}
+	return m
 }

@@ -100,6 +100,10 @@ type Session struct {
 	closed          bool
 	closeErr        error
 	onClose         func(*Session)
+	// stateless marks agenthelm's own session with an upstream that only
+	// speaks 2026-07-28: each of its requests carries the protocol
+	// version, client info and capabilities in _meta (see Call).
+	stateless bool
 }
 
 func newSession(p *Proxy, id, upstreamName, door string, shared bool) *Session {
