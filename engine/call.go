@@ -48,6 +48,7 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 	if err != nil {
 		return toolcall.Result{}, err
 	}
+	defer e.release(l)
 	rule := e.opts.Rules.Rule(call.Upstream, call.Tool)
 
 	l.mu.Lock()
@@ -338,6 +339,7 @@ func (e *Engine) sagaFor(ctx context.Context, call *toolcall.Call) (*live, error
 			if open {
 				return l, nil
 			}
+			e.release(l)
 		}
 	}
 	l, err := e.open(ctx, e.newSagaID(), key)
@@ -346,6 +348,7 @@ func (e *Engine) sagaFor(ctx context.Context, call *toolcall.Call) (*live, error
 	}
 	e.mu.Lock()
 	e.scopes[key] = l.s.ID
+	l.scope = key
 	e.mu.Unlock()
 	return l, nil
 }
@@ -358,11 +361,13 @@ func (e *Engine) open(ctx context.Context, id, scope string) (*live, error) {
 		return nil, toolcall.ErrShuttingDown
 	}
 	if l := e.live[id]; l != nil {
+		e.use(l)
 		e.mu.Unlock()
 		return l, nil
 	}
 	l := &live{s: saga.New(id)}
 	e.live[id] = l
+	e.use(l)
 	e.mu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -420,6 +425,7 @@ func (e *Engine) EndScope(ctx context.Context, sessionID string) {
 	}
 	if l, err := e.liveSaga(ctx, id); err == nil {
 		e.commitWhenIdle(ctx, l, "session ended")
+		e.release(l)
 	}
 }
 
@@ -437,6 +443,7 @@ func (e *Engine) armIdle(l *live) {
 		e.wg.Add(1)
 		defer e.wg.Done()
 		e.commitWhenIdle(e.ctx, l, "idle")
+		e.evictIfDone(l)
 	})
 }
 

@@ -139,8 +139,9 @@ type Options struct {
 	// Redact masks secrets in arguments and results before they are
 	// journaled (member is "args" or "result", for path rules). The
 	// originals stay in memory, so an undo that needs a masked value works
-	// while agenthelm runs; after a restart it gets the masked value. Nil:
-	// nothing is masked.
+	// while agenthelm runs (for an ended saga, while it is among the
+	// latest 256 ended sagas with masked values); after a restart it gets
+	// the masked value. Nil: nothing is masked.
 	Redact func(member string, raw json.RawMessage) json.RawMessage
 	// Tracer makes the engine's spans and records its metrics (nil: none).
 	Tracer *telemetry.Tracer
@@ -174,6 +175,9 @@ type Engine struct {
 	mu     sync.Mutex
 	live   map[string]*live  // saga id -> saga in memory
 	scopes map[string]string // scope key -> open saga id
+	// kept are ended sagas left in memory for the unmasked values their
+	// undo may need (see evictIfDone), oldest first.
+	kept   []keptSaga
 	closed bool
 	held   map[string]*heldApproval // approval id -> call answered input_required
 
@@ -205,7 +209,28 @@ type live struct {
 	// call that the upstream answered input_required, by the digest of
 	// the upstream's requestState (see carryApproval).
 	carried map[string]carriedApproval
+
+	// users counts the callers holding this saga (liveSaga, open and
+	// detach hand it out; release gives it back); gen changes with every
+	// hand-out. scope is its key in Engine.scopes, if any. All three are
+	// guarded by Engine.mu, not mu.
+	users int
+	gen   uint64
+	scope string
+	// kept says the saga is queued in Engine.kept, as of hand-out keptGen.
+	kept    bool
+	keptGen uint64
 }
+
+// keptSaga is an ended saga kept in memory, as it was when kept.
+type keptSaga struct {
+	l   *live
+	id  string
+	gen uint64
+}
+
+// maxKept bounds the ended sagas kept in memory for their unmasked values.
+const maxKept = 256
 
 var _ toolcall.Interceptor = (*Engine)(nil)
 
@@ -452,10 +477,14 @@ func (e *Engine) Load(ctx context.Context, id string) (*saga.Saga, error) {
 }
 
 // liveSaga returns the in-memory saga, loading it from the journal when it
-// is not held (or its state is no longer trusted).
+// is not held (or its state is no longer trusted). The caller must release
+// it when done.
 func (e *Engine) liveSaga(ctx context.Context, id string) (*live, error) {
 	e.mu.Lock()
 	l := e.live[id]
+	if l != nil {
+		e.use(l)
+	}
 	e.mu.Unlock()
 	if l != nil {
 		l.mu.Lock()
@@ -464,6 +493,7 @@ func (e *Engine) liveSaga(ctx context.Context, id string) (*live, error) {
 		if broken == nil {
 			return l, nil
 		}
+		e.release(l)
 	}
 	s, err := e.Load(ctx, id)
 	if err != nil {
@@ -472,11 +502,95 @@ func (e *Engine) liveSaga(ctx context.Context, id string) (*live, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if cur := e.live[id]; cur != nil && cur != l {
+		e.use(cur)
 		return cur, nil
 	}
 	nl := &live{s: s}
 	e.live[id] = nl
+	e.use(nl)
 	return nl, nil
+}
+
+// use hands l out to one more caller. The caller holds e.mu.
+func (e *Engine) use(l *live) {
+	l.users++
+	l.gen++
+}
+
+// release gives back a saga that liveSaga, open or detach handed out. A
+// saga that nobody holds any more and that has ended leaves memory (see
+// evictIfDone).
+func (e *Engine) release(l *live) {
+	e.mu.Lock()
+	l.users--
+	free := l.users == 0
+	e.mu.Unlock()
+	if free {
+		e.evictIfDone(l)
+	}
+}
+
+// evictIfDone drops a committed or compensated saga from memory once no
+// caller holds it and it is not unwinding: the journal has all of it, and
+// liveSaga loads it again for an operator who rolls it back. Without this,
+// every saga a long-running sidecar ever ran would stay in memory.
+func (e *Engine) evictIfDone(l *live) {
+	e.mu.Lock()
+	gen := l.gen
+	e.mu.Unlock()
+	l.mu.Lock()
+	done := l.s.Status.Terminal() && !l.unwinding && l.broken == nil
+	masked := len(l.originals) > 0
+	id := l.s.ID
+	l.mu.Unlock()
+	if !done {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	// Handed out since the look above: its holder may change it.
+	if l.users > 0 || l.gen != gen || e.live[id] != l {
+		return
+	}
+	if !masked {
+		e.forgetLocked(l, id)
+		return
+	}
+	// The journal has only masked copies of some of its values, and an
+	// operator's rollback may need the originals: keep the latest ended
+	// sagas of that kind, and forget the oldest beyond maxKept.
+	if !l.kept || l.keptGen != gen {
+		l.kept, l.keptGen = true, gen
+		e.kept = append(e.kept, keptSaga{l: l, id: id, gen: gen})
+	}
+	for len(e.kept) > maxKept {
+		k := e.kept[0]
+		e.kept = e.kept[1:]
+		if !k.l.kept || k.l.keptGen != k.gen {
+			continue // a later entry of the same saga is queued
+		}
+		k.l.kept = false
+		if k.l.users == 0 && k.l.gen == k.gen && e.live[k.id] == k.l {
+			e.forgetLocked(k.l, k.id)
+		}
+	}
+}
+
+// forgetLocked drops saga id, held as l, from memory. The caller holds
+// e.mu.
+func (e *Engine) forgetLocked(l *live, id string) {
+	delete(e.live, id)
+	if l.scope != "" && e.scopes[l.scope] == id {
+		delete(e.scopes, l.scope)
+	}
+}
+
+// InMemory is the number of sagas held in memory: open, unwinding, or in
+// use by a caller (for tests and metrics; ended sagas are in the journal).
+func (e *Engine) InMemory() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.live)
 }
 
 // redact masks a member for the journal and reports whether it changed.

@@ -235,6 +235,7 @@ func (e *Engine) detach(l *live, call *toolcall.Call, intent *saga.Intent, req a
 	}
 	e.held[req.ID] = h
 	e.wg.Add(1)
+	e.use(l) // released when the approval is settled
 	e.mu.Unlock()
 	l.inflight.Add(1)
 	done := sync1(func() {
@@ -246,6 +247,7 @@ func (e *Engine) detach(l *live, call *toolcall.Call, intent *saga.Intent, req a
 
 func (e *Engine) awaitDetached(l *live, call *toolcall.Call, intent *saga.Intent, h *heldApproval, done func()) {
 	defer e.wg.Done()
+	defer e.release(l)
 	defer done()
 	dec, err := e.opts.Approvals.Wait(e.ctx, h.req.ID, nil)
 	h.dec, h.err = dec, err

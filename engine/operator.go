@@ -15,6 +15,7 @@ func (e *Engine) Rollback(ctx context.Context, id, by, reason string) (*saga.Sag
 	if err != nil {
 		return nil, err
 	}
+	defer e.release(l)
 	l.mu.Lock()
 	switch l.s.Status {
 	case saga.Open, saga.Committed:
@@ -42,6 +43,7 @@ func (e *Engine) Retry(ctx context.Context, id, by string) (*saga.Saga, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer e.release(l)
 	l.mu.Lock()
 	if l.s.Status != saga.Stuck && l.s.Status != saga.Aborting {
 		st := l.s.Status
@@ -64,6 +66,7 @@ func (e *Engine) Resolve(ctx context.Context, id string, step int, by, note stri
 	if err != nil {
 		return nil, err
 	}
+	defer e.release(l)
 	l.mu.Lock()
 	st := l.s.Step(step)
 	if st == nil {
@@ -86,6 +89,7 @@ func (e *Engine) Commit(ctx context.Context, id, by string) (*saga.Saga, error) 
 	if err != nil {
 		return nil, err
 	}
+	defer e.release(l)
 	waitOrDone(ctx, &l.inflight)
 	l.mu.Lock()
 	if l.s.Status != saga.Open {

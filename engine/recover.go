@@ -46,6 +46,7 @@ func (e *Engine) recoverOne(ctx context.Context, h journal.Head) error {
 	if err != nil {
 		return fmt.Errorf("recover saga %s: %w", h.Saga, err)
 	}
+	defer e.release(l)
 	l.mu.Lock()
 	var evs []saga.Event
 	for _, st := range l.s.Steps {

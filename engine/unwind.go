@@ -32,6 +32,7 @@ func (e *Engine) runUnwind(ctx context.Context, l *live) {
 		l.mu.Lock()
 		l.unwinding = false
 		l.mu.Unlock()
+		e.evictIfDone(l)
 	}()
 
 	e.withdrawApprovals(l.id())
