@@ -25,6 +25,7 @@ const (
 	MetricApprovalWait          = "agenthelm.approval.wait.duration"  // s, histogram
 	MetricSagasFinished         = "agenthelm.sagas.finished"          // {saga}, counter
 	MetricSagasStuck            = "agenthelm.sagas.stuck"             // {saga}, gauge
+	MetricSagasInMemory         = "agenthelm.sagas.in_memory"         // {saga}, gauge
 	MetricCompensations         = "agenthelm.compensations"           // {compensation}, counter
 	MetricCompensationRetries   = "agenthelm.compensation.retries"    // {retry}, counter
 	MetricJournalCommitDuration = "agenthelm.journal.commit.duration" // s, histogram
@@ -62,6 +63,7 @@ const (
 // Metrics records agenthelm's instruments. A nil *Metrics records nothing,
 // so code may hold one unconditionally. It is safe for concurrent use.
 type Metrics struct {
+	meter          metric.Meter
 	server         mcpconv.ServerOperationDuration
 	client         mcpconv.ClientOperationDuration
 	calls          metric.Int64Counter
@@ -89,7 +91,7 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 		}
 	}
 	var err error
-	out := &Metrics{}
+	out := &Metrics{meter: m}
 	out.server, err = mcpconv.NewServerOperationDuration(m, metric.WithExplicitBucketBoundaries(callBuckets...))
 	check(err)
 	out.client, err = mcpconv.NewClientOperationDuration(m, metric.WithExplicitBucketBoundaries(callBuckets...))
@@ -259,6 +261,22 @@ func (m *Metrics) SagaFinished(ctx context.Context, state string) {
 		return
 	}
 	m.sagas.Add(ctx, 1, metric.WithAttributes(SagaStateKey.String(state)))
+}
+
+// ObserveSagasInMemory reports agenthelm.sagas.in_memory, read from count
+// at each collection: the sagas the engine holds in memory. It should
+// follow the open sagas; growing with every saga run would be a leak.
+func (m *Metrics) ObserveSagasInMemory(count func() int) error {
+	if m == nil {
+		return nil
+	}
+	_, err := m.meter.Int64ObservableGauge(MetricSagasInMemory, metric.WithUnit("{saga}"),
+		metric.WithDescription("Sagas held in memory: open or unwinding ones, ones in use, and up to 256 ended ones kept for redacted values their undo needs."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(int64(count()))
+			return nil
+		}))
+	return err
 }
 
 // SetStuckSagas sets the number of stuck sagas. Call it whenever the

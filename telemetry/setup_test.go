@@ -181,6 +181,23 @@ func TestMetricsBeforeAnyCall(t *testing.T) {
 	}
 }
 
+// TestSagasInMemoryGauge: the gauge reads the engine's count at each
+// scrape.
+func TestSagasInMemoryGauge(t *testing.T) {
+	p := setupNone(t)
+	n := 3
+	if err := p.Metrics().ObserveSagasInMemory(func() int { return n }); err != nil {
+		t.Fatal(err)
+	}
+	if v := sample(t, scrape(t, p), "agenthelm_sagas_in_memory", nil).GetGauge().GetValue(); v != 3 {
+		t.Errorf("agenthelm_sagas_in_memory = %v, want 3", v)
+	}
+	n = 1
+	if v := sample(t, scrape(t, p), "agenthelm_sagas_in_memory", nil).GetGauge().GetValue(); v != 1 {
+		t.Errorf("agenthelm_sagas_in_memory = %v after the count fell, want 1", v)
+	}
+}
+
 func TestSetupNoneIsNoop(t *testing.T) {
 	p := setupNone(t)
 	if _, ok := p.TracerProvider().(noop.TracerProvider); !ok {

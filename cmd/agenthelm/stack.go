@@ -129,6 +129,9 @@ func openStack(ctx context.Context, cfg *config.Config, log *slog.Logger, specs 
 		OpenGrace:         time.Duration(cfg.Saga.OpenGrace),
 		CallTimeout:       time.Duration(cfg.Limits.CallTimeout),
 	})
+	if err := tel.Metrics().ObserveSagasInMemory(s.engine.InMemory); err != nil {
+		log.Warn("metric agenthelm.sagas.in_memory not registered", "err", err)
+	}
 	var extraTools json.RawMessage
 	if cfg.Saga.ControlTools {
 		extraTools = engine.ControlTools
