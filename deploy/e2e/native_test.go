@@ -104,6 +104,11 @@ func TestNativeTopology(t *testing.T) {
 		t.Fatalf("/metrics: %v", err)
 	}
 	checkDashboardMetrics(t, string(body))
+	// The refund saga is compensated, and nothing holds it: it has left
+	// the engine's memory.
+	if v, ok := gaugeValue(string(body), "agenthelm_sagas_in_memory"); !ok || v != 0 {
+		t.Errorf("agenthelm_sagas_in_memory = %v (found %v) after the saga ended, want 0", v, ok)
+	}
 
 	// stop.sh stops everything run.sh started.
 	var pids []int
@@ -147,6 +152,16 @@ func hasSpan(spans []jaegerSpan, name, kind string) bool {
 
 // checkDashboardMetrics checks that each metric the dashboard's queries
 // name is exposed, with every label they match on or group by.
+// gaugeValue reads an unlabelled gauge from a Prometheus exposition.
+func gaugeValue(exposition, name string) (float64, bool) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(strings.NewReader(exposition))
+	if err != nil || families[name] == nil || len(families[name].GetMetric()) == 0 {
+		return 0, false
+	}
+	return families[name].GetMetric()[0].GetGauge().GetValue(), true
+}
+
 func checkDashboardMetrics(t *testing.T, exposition string) {
 	t.Helper()
 	p := expfmt.NewTextParser(model.UTF8Validation)
