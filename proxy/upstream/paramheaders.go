@@ -34,8 +34,9 @@ const maxToolHeaders = 4096
 // make a conforming server refuse the call, or mislead an intermediary
 // that routes on them. Safe for concurrent use.
 type ToolHeaders struct {
-	mu    sync.RWMutex
-	tools map[string][]paramBinding // tool name -> bindings (nil: none, or invalid)
+	mu     sync.RWMutex
+	tools  map[string][]paramBinding // tool name -> bindings (nil: none, or invalid)
+	warned map[string]bool           // tools whose invalid annotations were reported
 }
 
 // paramBinding ties an argument (by its path of property names) to the
@@ -52,8 +53,9 @@ func NewToolHeaders() *ToolHeaders {
 
 // Learn records the bindings of every tool in a tools/list result (one
 // page). A tool whose annotations break the specification's rules gets
-// none: a conforming server does not enforce such annotations either.
-func (t *ToolHeaders) Learn(result json.RawMessage) {
+// none: a conforming server does not enforce such annotations either. It
+// returns why, for each such tool not reported before.
+func (t *ToolHeaders) Learn(result json.RawMessage) (invalid map[string]error) {
 	var page struct {
 		Tools []struct {
 			Name        string          `json:"name"`
@@ -61,7 +63,7 @@ func (t *ToolHeaders) Learn(result json.RawMessage) {
 		} `json:"tools"`
 	}
 	if json.Unmarshal(result, &page) != nil {
-		return
+		return nil
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -75,9 +77,20 @@ func (t *ToolHeaders) Learn(result json.RawMessage) {
 		b, err := paramBindings(tool.InputSchema)
 		if err != nil {
 			b = nil
+			if !t.warned[tool.Name] && len(t.warned) < maxToolHeaders {
+				if t.warned == nil {
+					t.warned = map[string]bool{}
+				}
+				t.warned[tool.Name] = true
+				if invalid == nil {
+					invalid = map[string]error{}
+				}
+				invalid[tool.Name] = err
+			}
 		}
 		t.tools[tool.Name] = b
 	}
+	return invalid
 }
 
 // apply sets the Mcp-Param-* headers of a tools/call from its params when

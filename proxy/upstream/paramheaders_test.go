@@ -147,7 +147,13 @@ func TestParamBindings(t *testing.T) {
 	// A tool with an invalid annotation is known, with nothing to mirror:
 	// the agent's own Mcp-Param-* headers are dropped too.
 	th := NewToolHeaders()
-	th.Learn(json.RawMessage(`{"tools":[{"name":"t","inputSchema":{"type":"object","properties":{"a":{"type":"number","x-mcp-header":"A"}}}}]}`))
+	list := json.RawMessage(`{"tools":[{"name":"t","inputSchema":{"type":"object","properties":{"a":{"type":"number","x-mcp-header":"A"}}}}]}`)
+	if invalid := th.Learn(list); invalid["t"] == nil || len(invalid) != 1 {
+		t.Errorf("Learn reported %v, want tool t's invalid annotation", invalid)
+	}
+	if invalid := th.Learn(list); len(invalid) != 0 {
+		t.Errorf("the second Learn reported %v again, want it reported once", invalid)
+	}
 	h := http.Header{"Mcp-Param-A": {"1"}, "Mcp-Name": {"t"}}
 	th.apply(h, json.RawMessage(`{"name":"t","arguments":{"a":1}}`))
 	if len(h) != 1 || h.Get("Mcp-Name") != "t" {

@@ -537,7 +537,10 @@ func (c *streamableConn) deliver(m *jsonrpc.Message, related []byte) {
 		listed := c.listing[key] && key == jsonrpc.IDKey(related) && m.Kind == jsonrpc.KindResponse
 		c.mu.Unlock()
 		if listed {
-			c.tools.Learn(m.Result)
+			for tool, err := range c.tools.Learn(m.Result) {
+				c.log.Warn("tool's x-mcp-header annotations break the 2026-07-28 rules: its arguments are not mirrored into Mcp-Param-* headers",
+					"tool", tool, "err", err)
+			}
 		}
 		c.maybeListen()
 	}
