@@ -28,6 +28,7 @@
 //	agenthelm.approval.wait.duration   agenthelm_approval_wait_duration_seconds histogram, s (result)
 //	agenthelm.sagas.finished           agenthelm_sagas_finished_total          counter (state)
 //	agenthelm.sagas.stuck              agenthelm_sagas_stuck                   gauge
+//	agenthelm.sagas.in_memory          agenthelm_sagas_in_memory               gauge (observed)
 //	agenthelm.compensations            agenthelm_compensations_total           counter (outcome, tool, upstream)
 //	agenthelm.compensation.retries     agenthelm_compensation_retries_total    counter (tool, upstream)
 //	agenthelm.journal.commit.duration  agenthelm_journal_commit_duration_seconds histogram, s
