@@ -76,3 +76,25 @@ func waitInMemory(t *testing.T, e *engine.Engine, want int, what string) {
 		}
 	}
 }
+
+// TestKeptSagasAreBounded: ended sagas kept for their redacted values are
+// the latest 256; older ones leave memory too.
+func TestKeptSagasAreBounded(t *testing.T) {
+	s := newStack(t, "", engine.Options{IdleCommit: 10 * time.Millisecond,
+		Redact: func(member string, raw json.RawMessage) json.RawMessage {
+			if member == "args" {
+				return json.RawMessage(`{"name":"***"}`)
+			}
+			return raw
+		},
+		Rules: rules{"create": {Compensate: &saga.Compensator{Tool: "delete", Args: "{name: .args.name}"}}}}, proxy.Options{})
+	ctx := context.Background()
+	for i := range 300 {
+		res, err := s.client.CallTool(ctx, &mcp.CallToolParams{Name: "create", Arguments: map[string]any{"name": fmt.Sprintf("item-%d", i)},
+			Meta: mcp.Meta{engine.MetaSaga: fmt.Sprintf("run-%d", i)}})
+		if err != nil || res.IsError {
+			t.Fatalf("run %d: %+v %v", i, res, err)
+		}
+	}
+	waitInMemory(t, s.e, 256, "all but the latest 256 ended sagas to leave memory")
+}
