@@ -363,6 +363,19 @@ decision := {"allow": true, "require_approval": true, "reasons": ["charges need 
 	if n := len(s.api.Requests()); n != 0 {
 		t.Errorf("the API got %d requests, want none", n)
 	}
+	// The journal says so: the step was never forwarded, by the agent's
+	// doing.
+	evs, err := s.j.Events(context.Background(), pending[0].Saga)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all strings.Builder
+	for _, ev := range evs {
+		all.Write(ev.Body)
+	}
+	if !strings.Contains(all.String(), `"status":"denied"`) || !strings.Contains(all.String(), "the agent withdrew the call") {
+		t.Errorf("the journal does not record the withdrawn call as a denied step:\n%s", all.String())
+	}
 
 	// An agent that stays gets its held call forwarded once approved: the
 	// watch does not mistake a quiet connection for a closed one.
