@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/agenthelm/agenthelm/internal/fault"
+	"github.com/agenthelm/agenthelm/journal"
 	"github.com/agenthelm/agenthelm/proxy/jsonrpc"
 	"github.com/agenthelm/agenthelm/saga"
 	"github.com/agenthelm/agenthelm/telemetry"
@@ -44,6 +45,12 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 		l, err = e.liveSaga(ctx, resume.state.Saga)
 	} else {
 		l, err = e.sagaFor(ctx, call)
+	}
+	var ended *sagaEnded
+	if errors.As(err, &ended) {
+		// Rule 15, for a saga that has left memory.
+		telemetry.SetOutcome(ctx, telemetry.OutcomeRefused)
+		return refusal(toolcall.RefusedSagaClosed, fmt.Sprintf("agenthelm refused this call: saga %s is %s and takes no new steps", ended.id, ended.status), ended.id, nil), nil
 	}
 	if err != nil {
 		return toolcall.Result{}, err
@@ -321,9 +328,17 @@ func (e *Engine) capture(ctx context.Context, call *toolcall.Call, c *Capture) (
 // else the scope's open saga, else a new one.
 func (e *Engine) sagaFor(ctx context.Context, call *toolcall.Call) (*live, error) {
 	if id := explicitSaga(call); id != "" {
+		if err := e.endedOnDisk(ctx, id); err != nil {
+			return nil, err
+		}
 		l, err := e.liveSaga(ctx, id)
-		if err == nil {
+		switch {
+		case err == nil:
 			return l, nil
+		case !errors.Is(err, journal.ErrNotFound):
+			// A saga that could not be read is not a new one: opening it
+			// again would append a second beginning to its history.
+			return nil, fmt.Errorf("agenthelm could not read saga %s, so the call was not sent: %w", id, err)
 		}
 		return e.open(ctx, id, "explicit:"+id)
 	}
@@ -351,6 +366,28 @@ func (e *Engine) sagaFor(ctx context.Context, call *toolcall.Call) (*live, error
 	l.scope = key
 	e.mu.Unlock()
 	return l, nil
+}
+
+// sagaEnded is sagaFor's error for a call that names an ended saga.
+type sagaEnded struct{ id, status string }
+
+func (e *sagaEnded) Error() string { return fmt.Sprintf("saga %s is %s", e.id, e.status) }
+
+// endedOnDisk returns a *sagaEnded for an ended saga that is not in
+// memory, from its head alone: a call that names it is refused without
+// loading all its events.
+func (e *Engine) endedOnDisk(ctx context.Context, id string) error {
+	e.mu.Lock()
+	_, held := e.live[id]
+	e.mu.Unlock()
+	if held {
+		return nil
+	}
+	h, err := e.opts.Journal.Head(ctx, id)
+	if err != nil || !h.Terminal {
+		return nil // not found: a new saga; other errors show in the load
+	}
+	return &sagaEnded{id: id, status: h.Status}
 }
 
 // open starts a saga and journals it.

@@ -32,6 +32,8 @@ type Journal interface {
 	Events(ctx context.Context, saga string) ([]journal.Event, error)
 	// NonTerminal lists the sagas recovery must look at.
 	NonTerminal(ctx context.Context) ([]journal.Head, error)
+	// Head returns a saga's head (journal.ErrNotFound if none).
+	Head(ctx context.Context, saga string) (journal.Head, error)
 }
 
 var _ Journal = (*journal.Journal)(nil)

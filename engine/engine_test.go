@@ -200,7 +200,12 @@ func newStack(t *testing.T, dir string, eo engine.Options, po proxy.Options) *st
 		t.Fatal(err)
 	}
 	var p *proxy.Proxy
-	eo.Journal, eo.Invoker = j, invoker{&p}
+	if w, ok := eo.Journal.(journalWrapper); ok {
+		eo.Journal = w(j)
+	} else {
+		eo.Journal = j
+	}
+	eo.Invoker = invoker{&p}
 	if eo.Eval == nil {
 		eo.Eval = jqEval
 	}
@@ -245,6 +250,17 @@ func newStack(t *testing.T, dir string, eo engine.Options, po proxy.Options) *st
 // wrapper, given as proxy.Options.Interceptor to newStack, decorates the
 // engine (for example with telemetry).
 type wrapper func(toolcall.Interceptor) toolcall.Interceptor
+
+// journalWrapper, passed as Options.Journal, is a recipe for newStack: it
+// wraps the stack's real journal (to count its reads, say).
+type journalWrapper func(*journal.Journal) engine.Journal
+
+func (w journalWrapper) Enqueue(context.Context, journal.Batch) (*journal.Pending, error) {
+	panic("a journalWrapper is only a recipe for newStack")
+}
+func (w journalWrapper) Events(context.Context, string) ([]journal.Event, error) { panic("recipe") }
+func (w journalWrapper) NonTerminal(context.Context) ([]journal.Head, error)     { panic("recipe") }
+func (w journalWrapper) Head(context.Context, string) (journal.Head, error)      { panic("recipe") }
 
 func (w wrapper) InterceptToolCall(context.Context, *toolcall.Call, toolcall.Forward) (toolcall.Result, error) {
 	panic("a wrapper is only a recipe for newStack")
