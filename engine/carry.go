@@ -27,7 +27,7 @@ const maxCarried = 64
 // carryApproval keeps an approval for the retry that an input_required
 // result asks the client for, keyed by the upstream's requestState.
 func (l *live) carryApproval(result json.RawMessage, c carriedApproval, now time.Time) {
-	state := requestStateOf(result)
+	state := jsonrpc.StringMember(result, "requestState")
 	if state == "" {
 		return
 	}
@@ -50,7 +50,7 @@ func (l *live) carryApproval(result json.RawMessage, c carriedApproval, now time
 // presents an upstream's requestState, if the call is the one approved
 // (same upstream, tool and arguments) and the approval has not expired.
 func (l *live) takeCarried(call *toolcall.Call, digest string, now time.Time) (carriedApproval, bool) {
-	state := requestStateOf(call.Params)
+	state := jsonrpc.StringMember(call.Params, "requestState")
 	if state == "" {
 		return carriedApproval{}, false
 	}
@@ -63,14 +63,4 @@ func (l *live) takeCarried(call *toolcall.Call, digest string, now time.Time) (c
 		return carriedApproval{}, false
 	}
 	return c, true
-}
-
-// requestStateOf returns the requestState string member of a result or of
-// params, or "".
-func requestStateOf(obj json.RawMessage) string {
-	var s string
-	if v := jsonrpc.Member(obj, "requestState"); v == nil || json.Unmarshal(v, &s) != nil {
-		return ""
-	}
-	return s
 }

@@ -221,6 +221,20 @@ func Member(obj json.RawMessage, name string) json.RawMessage {
 	return obj[start:end]
 }
 
+// StringMember returns the string value of a top-level member of a JSON
+// object, or "" when it is absent, ambiguous or not a string.
+func StringMember(obj json.RawMessage, name string) string {
+	raw := Member(obj, name)
+	if len(raw) == 0 || raw[0] != '"' {
+		return ""
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return ""
+	}
+	return s
+}
+
 // SetMember returns a copy of the JSON object obj with member name set to
 // value. An existing member's value is replaced in place; a new member is
 // appended. obj may be nil or empty, meaning {}. It fails when obj is not

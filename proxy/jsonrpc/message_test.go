@@ -376,3 +376,18 @@ func TestSetMemberErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestStringMember(t *testing.T) {
+	for _, c := range []struct{ obj, want string }{
+		{`{"s":"a\u00e9"}`, "aé"},
+		{`{"s":1}`, ""},
+		{`{"s":null}`, ""},
+		{`{"t":"x"}`, ""},
+		{`{"s":"x","S":"y"}`, ""}, // ambiguous
+		{``, ""},
+	} {
+		if got := StringMember(json.RawMessage(c.obj), "s"); got != c.want {
+			t.Errorf("StringMember(%s) = %q, want %q", c.obj, got, c.want)
+		}
+	}
+}

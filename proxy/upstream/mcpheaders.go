@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"net/http"
 	"strings"
 
@@ -31,20 +30,7 @@ func metaProtocolVersionOf(msg *jsonrpc.Message) string {
 	if msg.Kind != jsonrpc.KindRequest {
 		return ""
 	}
-	return stringMember(jsonrpc.Member(msg.Params, "_meta"), metaProtocolVersion)
-}
-
-// stringMember returns the string value of a member of a JSON object, or "".
-func stringMember(obj json.RawMessage, name string) string {
-	raw := jsonrpc.Member(obj, name)
-	if len(raw) == 0 || raw[0] != '"' {
-		return ""
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return ""
-	}
-	return s
+	return jsonrpc.StringMember(jsonrpc.Member(msg.Params, "_meta"), metaProtocolVersion)
 }
 
 // setMCPHeaders sets MCP-Protocol-Version and, from 2026-07-28 on, the
@@ -84,9 +70,9 @@ func setMCPHeaders(h http.Header, msg *jsonrpc.Message, negotiated string) (mirr
 func mirroredName(msg *jsonrpc.Message) string {
 	switch msg.Method {
 	case "tools/call", "prompts/get":
-		return stringMember(msg.Params, "name")
+		return jsonrpc.StringMember(msg.Params, "name")
 	case "resources/read", "resources/subscribe", "resources/unsubscribe":
-		return stringMember(msg.Params, "uri")
+		return jsonrpc.StringMember(msg.Params, "uri")
 	}
 	return ""
 }

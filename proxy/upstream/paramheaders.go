@@ -98,7 +98,7 @@ func (t *ToolHeaders) Learn(result json.RawMessage) (invalid map[string]error) {
 // tool no tools/list has shown yet (the agent's headers, if any, are then
 // the best there is).
 func (t *ToolHeaders) apply(h http.Header, params json.RawMessage) {
-	name := stringMember(params, "name")
+	name := jsonrpc.StringMember(params, "name")
 	t.mu.RLock()
 	bindings, known := t.tools[name]
 	t.mu.RUnlock()

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/agenthelm/agenthelm/internal/testservers"
+	"github.com/agenthelm/agenthelm/proxy/jsonrpc"
 )
 
 const initialize2025 = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"agenthelm-test","version":"0.0.0"}}}`
@@ -39,7 +40,7 @@ func TestStdioEverything(t *testing.T) {
 
 	send(t, conn, initialize2025)
 	init := rec.response(t, "1")
-	if got := stringMember(init.msg.Result, "protocolVersion"); got != "2025-11-25" {
+	if got := jsonrpc.StringMember(init.msg.Result, "protocolVersion"); got != "2025-11-25" {
 		t.Errorf("initialize result protocolVersion = %q, want 2025-11-25", got)
 	}
 	if init.related != nil {

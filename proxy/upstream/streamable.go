@@ -530,7 +530,7 @@ func (c *streamableConn) deliver(m *jsonrpc.Message, related []byte) {
 			c.initID = ""
 			if m.Kind == jsonrpc.KindResponse {
 				c.initialized = true
-				c.version = stringMember(m.Result, "protocolVersion")
+				c.version = jsonrpc.StringMember(m.Result, "protocolVersion")
 			}
 		}
 		key := jsonrpc.IDKey(m.ID)
