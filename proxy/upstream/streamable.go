@@ -165,20 +165,6 @@ func (c *streamableConn) Send(ctx context.Context, msg *jsonrpc.Message, opts Se
 		c.initID = msg.IDKey()
 		c.mu.Unlock()
 	}
-	if msg.IsRequest() && msg.Method == "tools/list" {
-		key := msg.IDKey()
-		c.mu.Lock()
-		if c.listing == nil {
-			c.listing = map[string]bool{}
-		}
-		c.listing[key] = true
-		c.mu.Unlock()
-		defer func() {
-			if !handedOff { // never sent: no answer to learn from
-				c.forgetListing(key)
-			}
-		}()
-	}
 
 	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, c.url.String(), bytes.NewReader(msg.Raw))
 	if err != nil {
@@ -234,7 +220,8 @@ func (c *streamableConn) Send(ctx context.Context, msg *jsonrpc.Message, opts Se
 		defer c.wg.Done()
 		defer release()
 		if msg.Method == "tools/list" {
-			defer c.forgetListing(msg.IDKey())
+			// Its answer, resumed streams included, comes in this goroutine.
+			defer c.noteListing(msg.IDKey())()
 		}
 		resp, err := c.client.Do(req)
 		if err != nil {
@@ -547,12 +534,21 @@ func (c *streamableConn) deliver(m *jsonrpc.Message, related []byte) {
 	c.h.HandleUpstream(m, related)
 }
 
-// forgetListing drops a tools/list request from listing once its stream
-// is over, answered or not.
-func (c *streamableConn) forgetListing(key string) {
+// noteListing marks a tools/list request whose answer deliver learns tool
+// header bindings from; the returned func forgets it once its stream is
+// over, answered or not.
+func (c *streamableConn) noteListing(key string) (forget func()) {
 	c.mu.Lock()
-	delete(c.listing, key)
+	if c.listing == nil {
+		c.listing = map[string]bool{}
+	}
+	c.listing[key] = true
 	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		delete(c.listing, key)
+		c.mu.Unlock()
+	}
 }
 
 // maybeListen opens the GET stream once the session is initialized (both
