@@ -57,7 +57,7 @@ func (p *Proxy) operatorSession(ctx context.Context, upstreamName string) (*Sess
 	params, _ := jsonrpc.Marshal(map[string]any{
 		"protocolVersion": "2025-11-25",
 		"capabilities":    map[string]any{},
-		"clientInfo":      map[string]any{"name": "agenthelm", "version": buildinfo.Get().Version},
+		"clientInfo":      operatorClient(),
 	})
 	res, err := s.Call(ctx, "initialize", params)
 	switch {
@@ -114,6 +114,11 @@ func (p *Proxy) InvokeSpec(ctx context.Context, spec upstream.Spec, envNames []s
 	return p.Invoke(ctx, spec.Name, "", method, params)
 }
 
+// operatorClient is how agenthelm's own requests describe their client.
+func operatorClient() map[string]any {
+	return map[string]any{"name": "agenthelm", "version": buildinfo.Get().Version}
+}
+
 // isLegacySSE reports whether the session's upstream is reached over the
 // legacy HTTP+SSE transport, which predates stateless requests.
 func (s *Session) isLegacySSE() bool {
@@ -134,7 +139,7 @@ func statelessMeta(params json.RawMessage) (json.RawMessage, error) {
 	}
 	add := map[string]any{
 		"io.modelcontextprotocol/protocolVersion":    modernVersion,
-		"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "agenthelm", "version": buildinfo.Get().Version},
+		"io.modelcontextprotocol/clientInfo":         operatorClient(),
 		"io.modelcontextprotocol/clientCapabilities": map[string]any{},
 	}
 	for k, v := range add {
