@@ -30,12 +30,7 @@ func TestEndedSagasLeaveMemory(t *testing.T) {
 				Journal: journalWrapper(func(j *journal.Journal) engine.Journal { loads.Journal = j; return loads }),
 				Rules:   rules{"create": {Compensate: &saga.Compensator{Tool: "delete", Args: "{name: .args.name}"}}}}
 			if masked {
-				eo.Redact = func(member string, raw json.RawMessage) json.RawMessage {
-					if member == "args" {
-						return json.RawMessage(`{"name":"***"}`)
-					}
-					return raw
-				}
+				eo.Redact = maskArgs
 			}
 			s := newStack(t, "", eo, proxy.Options{})
 			ctx := context.Background()
@@ -104,6 +99,14 @@ func waitStatus(t *testing.T, e *engine.Engine, id string, want saga.Status) {
 	}
 }
 
+// maskArgs redacts every call's arguments whole, for the journal.
+func maskArgs(member string, raw json.RawMessage) json.RawMessage {
+	if member == "args" {
+		return json.RawMessage(`{"name":"***"}`)
+	}
+	return raw
+}
+
 func waitInMemory(t *testing.T, e *engine.Engine, want int, what string) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); e.InMemory() != want; time.Sleep(10 * time.Millisecond) {
@@ -117,13 +120,8 @@ func waitInMemory(t *testing.T, e *engine.Engine, want int, what string) {
 // the latest 256; older ones leave memory too.
 func TestKeptSagasAreBounded(t *testing.T) {
 	s := newStack(t, "", engine.Options{IdleCommit: 10 * time.Millisecond,
-		Redact: func(member string, raw json.RawMessage) json.RawMessage {
-			if member == "args" {
-				return json.RawMessage(`{"name":"***"}`)
-			}
-			return raw
-		},
-		Rules: rules{"create": {Compensate: &saga.Compensator{Tool: "delete", Args: "{name: .args.name}"}}}}, proxy.Options{})
+		Redact: maskArgs,
+		Rules:  rules{"create": {Compensate: &saga.Compensator{Tool: "delete", Args: "{name: .args.name}"}}}}, proxy.Options{})
 	ctx := context.Background()
 	for i := range 300 {
 		res, err := s.client.CallTool(ctx, &mcp.CallToolParams{Name: "create", Arguments: map[string]any{"name": fmt.Sprintf("item-%d", i)},

@@ -101,12 +101,7 @@ func startEngineWith(t *testing.T, so setupOptions) *engineSetup {
 	t.Helper()
 	policyRego, callTimeout, red := so.policy, so.callTimeout, so.redaction
 	api := paymentsapi.Start(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	down := "http://" + ln.Addr().String()
-	ln.Close()
+	down := closedURL(t) // nothing listens there
 	yaml := strings.NewReplacer("$API", api.URL, "$DOWN", down).Replace(routesConfig)
 	cfg, err := config.Parse([]byte(yaml), "agenthelm.yaml")
 	if err != nil {

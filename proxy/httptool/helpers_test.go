@@ -52,6 +52,17 @@ func startProxy(t testing.TB, opts Options) (*Proxy, string) {
 	return p, "http://" + ln.Addr().String()
 }
 
+// closedURL returns an http:// base URL on 127.0.0.1 where nothing listens.
+func closedURL(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return "http://" + ln.Addr().String()
+}
+
 // interceptorFunc is an Interceptor made of a function.
 type interceptorFunc func(ctx context.Context, call *toolcall.Call, forward toolcall.Forward) (toolcall.Result, error)
 

@@ -294,12 +294,7 @@ func TestBasePath(t *testing.T) {
 // does not answer in time.
 func TestLimits(t *testing.T) {
 	api := paymentsapi.Start(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	down := "http://" + ln.Addr().String()
-	ln.Close() // nothing listens there now
+	down := closedURL(t) // nothing listens there
 	opts := paymentsOptions(api, nil)
 	opts.MaxBodyBytes = 1024
 	opts.CallTimeout = 300 * time.Millisecond
@@ -336,12 +331,7 @@ func TestLimits(t *testing.T) {
 // engine classifies it.
 func TestForwardErrors(t *testing.T) {
 	api := paymentsapi.Start(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	down := "http://" + ln.Addr().String()
-	ln.Close()
+	down := closedURL(t) // nothing listens there
 	var mu sync.Mutex
 	errs := map[string]error{}
 	ic := interceptorFunc(func(ctx context.Context, call *toolcall.Call, forward toolcall.Forward) (toolcall.Result, error) {
