@@ -15,10 +15,9 @@ import (
 // same tool and arguments, is that call continued: the policy still
 // decides it, but a person is not asked a second time.
 type carriedApproval struct {
-	req                    approvals.Request // the approval, as requested
-	by                     string            // who approved it
-	upstream, tool, digest string
-	expires                time.Time
+	req     approvals.Request // the approval, as requested: upstream, tool, argument digest
+	by      string            // who approved it
+	expires time.Time
 }
 
 // maxCarried bounds the approvals one saga carries at a time.
@@ -59,7 +58,7 @@ func (l *live) takeCarried(call *toolcall.Call, digest string, now time.Time) (c
 	c, ok := l.carried[key]
 	delete(l.carried, key) // one retry per state
 	l.mu.Unlock()
-	if !ok || now.After(c.expires) || c.upstream != call.Upstream || c.tool != call.Tool || c.digest != digest {
+	if !ok || now.After(c.expires) || c.req.Upstream != call.Upstream || c.req.Tool != call.Tool || c.req.ArgsDigest != digest {
 		return carriedApproval{}, false
 	}
 	return c, true
