@@ -50,7 +50,7 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 	if errors.As(err, &ended) {
 		// Rule 15, for a saga that has left memory.
 		telemetry.SetOutcome(ctx, telemetry.OutcomeRefused)
-		return refusal(toolcall.RefusedSagaClosed, fmt.Sprintf("agenthelm refused this call: saga %s is %s and takes no new steps", ended.id, ended.status), ended.id, nil), nil
+		return sagaClosed(ended.id, ended.status), nil
 	}
 	if err != nil {
 		return toolcall.Result{}, err
@@ -65,7 +65,7 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 		l.mu.Unlock()
 		// Rule 15: an aborting or finished saga takes no new steps.
 		telemetry.SetOutcome(ctx, telemetry.OutcomeRefused)
-		return refusal(toolcall.RefusedSagaClosed, fmt.Sprintf("agenthelm refused this call: saga %s is %s and takes no new steps", id, st), id, nil), nil
+		return sagaClosed(id, string(st)), nil
 	}
 	if l.idle != nil {
 		l.idle.Stop()
@@ -132,7 +132,7 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 		if l.s.Status != saga.Open {
 			st := l.s.Status
 			l.mu.Unlock()
-			return refusal(toolcall.RefusedSagaClosed, fmt.Sprintf("agenthelm refused this call: saga %s is %s and takes no new steps", sagaID, st), sagaID, nil), nil
+			return sagaClosed(sagaID, string(st)), nil
 		}
 	}
 	fault.Point("before-intent")
@@ -196,8 +196,7 @@ func (e *Engine) InterceptToolCall(ctx context.Context, call *toolcall.Call, for
 	}
 	if status == saga.InputRequired && g.approved != nil {
 		now := e.opts.Now()
-		l.carryApproval(res.Result, carriedApproval{req: *g.approved, by: g.by, upstream: call.Upstream, tool: call.Tool,
-			digest: intent.ArgsDigest, expires: now.Add(e.opts.ApprovalTimeout)}, now)
+		l.carryApproval(res.Result, carriedApproval{req: *g.approved, by: g.by, expires: now.Add(e.opts.ApprovalTimeout)}, now)
 	}
 
 	if !unwind || !aborting {
@@ -366,6 +365,11 @@ func (e *Engine) sagaFor(ctx context.Context, call *toolcall.Call) (*live, error
 	l.scope = key
 	e.mu.Unlock()
 	return l, nil
+}
+
+// sagaClosed refuses a call to a saga that is not open (rule 15).
+func sagaClosed(id, status string) toolcall.Result {
+	return refusal(toolcall.RefusedSagaClosed, fmt.Sprintf("agenthelm refused this call: saga %s is %s and takes no new steps", id, status), id, nil)
 }
 
 // sagaEnded is sagaFor's error for a call that names an ended saga.
