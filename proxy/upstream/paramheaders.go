@@ -179,12 +179,7 @@ func headerValue(args json.RawMessage, path []string) (string, bool) {
 // string as it is, true or false, or an integer that a double holds
 // exactly, in decimal. Absent, null and other values have none.
 func argumentText(args json.RawMessage, path []string) (string, bool) {
-	v := args
-	for _, name := range path {
-		if v = jsonrpc.Member(v, name); v == nil {
-			return "", false
-		}
-	}
+	v := argumentAt(args, path)
 	switch {
 	case len(v) == 0:
 		return "", false
@@ -203,6 +198,17 @@ func argumentText(args json.RawMessage, path []string) (string, bool) {
 		return "", false
 	}
 	return strconv.FormatInt(int64(f), 10), true
+}
+
+// argumentAt returns the raw argument at a path of property names, or nil.
+func argumentAt(args json.RawMessage, path []string) json.RawMessage {
+	v := args
+	for _, name := range path {
+		if v = jsonrpc.Member(v, name); v == nil {
+			return nil
+		}
+	}
+	return v
 }
 
 // isToken reports whether s is an HTTP field name (RFC 9110 token).
@@ -309,11 +315,9 @@ func sameHeaderValue(got, want string) bool {
 
 // describeArgument shows the argument at path for an error message.
 func describeArgument(args json.RawMessage, path []string) string {
-	v := args
-	for _, name := range path {
-		if v = jsonrpc.Member(v, name); v == nil {
-			return "absent"
-		}
+	v := argumentAt(args, path)
+	if v == nil {
+		return "absent"
 	}
 	if len(v) > 64 {
 		return string(v[:64]) + "..."
